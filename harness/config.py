@@ -1,0 +1,137 @@
+"""The run's configuration: one validated, frozen object that the YAML recipe, CLI flags and the Python API all fill.
+
+Flat on purpose: every field can become a matrix axis without a path syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import XeonftError
+
+Precision = Literal["fp32", "bf16-autocast", "bf16"]
+Backend = Literal["eager", "compile"]
+PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
+BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
+
+
+class FinetuneConfig(BaseModel):
+    """Everything that defines one fine-tuning run; defaults live in harness/recipes/recipe.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "default"
+    tokenizer: str | None = None
+    dataset: str = "default"
+    trust_remote_code: bool = False
+
+    train_size: int | None = Field(default=None, ge=1)
+    eval_size: int | None = Field(default=None, ge=0)
+    split_seed: int = 42
+
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: float = Field(default=16, gt=0)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_target_modules: str | list[str] = "all-linear"
+    lora_init: Literal["olora", "gaussian", "default", "pissa"] = "olora"
+    lora_bias: Literal["none", "all", "lora_only"] = "none"
+
+    batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    num_train_epochs: float = Field(default=1, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    optim: str = "adamw_torch"
+    logging_steps: int = Field(default=1, ge=1)
+    eval_steps: int | None = Field(default=5, ge=1)
+    save_steps: int = Field(default=100, ge=1)
+    save_total_limit: int | None = 3
+    packing: bool = True
+    seq_len: int = Field(default=1024, ge=8)
+    gradient_checkpointing: bool = True
+    seed: int = 42
+
+    precision: Precision = "bf16-autocast"
+    backend: Backend = "eager"
+    threads: int | None = Field(default=None, ge=1)
+
+    prompts: tuple[str, ...] = ("List a fun fact about the sun!",)
+    max_new_tokens: int = Field(default=512, ge=1)
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _one_prompt_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def replace(self, **changes: Any) -> FinetuneConfig:
+        """A copy with some fields changed, validated like the original (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return build_config({**self.model_dump(), **changes}, source="overrides")
+
+    def digest(self) -> str:
+        """A short stable hash of the configuration, for naming and matching runs."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(FinetuneConfig.model_fields)})")
+        else:
+            lines.append(f"{source}: {where}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def build_config(values: dict[str, Any], source: str = "config") -> FinetuneConfig:
+    """Validate a mapping into a FinetuneConfig, turning pydantic's report into lines that name each bad key."""
+    try:
+        return FinetuneConfig(**values)
+    except ValidationError as err:
+        raise XeonftError(_explain(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Load a YAML mapping safely (no Python object tags), naming the file in every error."""
+    p = Path(path)
+    if not p.is_file():
+        raise XeonftError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise XeonftError(f"{p}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise XeonftError(f"{p}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def recipe_defaults() -> dict[str, Any]:
+    """The recipe's defaults, from the YAML shipped inside the package."""
+    text = resources.files("harness.recipes").joinpath("recipe.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> FinetuneConfig:
+    """Recipe defaults, then a YAML file's keys, then explicit overrides (None means 'not given')."""
+    values = recipe_defaults()
+    source = "recipe.yaml"
+    if path is not None:
+        values.update(read_yaml(path))
+        source = str(path)
+    cfg = build_config(values, source=source)
+    return cfg.replace(**overrides) if overrides else cfg

