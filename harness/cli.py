@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from harness.errors import XeonftError
@@ -11,7 +12,7 @@ from harness.errors import XeonftError
 
 def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="run the recipe once (offline defaults: SmolLM2-135M on Alpaca demo rows)")
-    p.add_argument("--config", help="YAML recipe file (keys of harness.config.FinetuneConfig)")
+    p.add_argument("--config", help="YAML recipe file, or a shipped recipe name: recipe, quick")
     p.add_argument("--model", help="default | path/to/model.gguf | local dir | Hub id | synthetic:<shape>")
     p.add_argument("--tokenizer", help="tokenizer dir or Hub id (default: the model's, or the default model's)")
     p.add_argument("--dataset", help="default | file.json/.jsonl/.parquet/.csv | Hub dataset id")
@@ -70,6 +71,8 @@ VERBS = {"fetch": _fetch, "finetune": _finetune}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # transformers 5 renames gradient_checkpointing while trl still sets it: noise for users, not news.
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6", category=FutureWarning)
     try:
         return VERBS[args.verb](args)
     except XeonftError as err:

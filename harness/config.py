@@ -120,17 +120,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipe files shipped inside the package (usable as `--config NAME`)."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("harness.recipes").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _shipped(name: str) -> dict[str, Any]:
+    text = resources.files("harness.recipes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
 def recipe_defaults() -> dict[str, Any]:
     """The recipe's defaults, from the YAML shipped inside the package."""
-    text = resources.files("harness.recipes").joinpath("recipe.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return _shipped("recipe")
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> FinetuneConfig:
-    """Recipe defaults, then a YAML file's keys, then explicit overrides (None means 'not given')."""
+    """Recipe defaults, then a YAML file's (or shipped recipe's) keys, then overrides (None means 'not given')."""
     values = recipe_defaults()
     source = "recipe.yaml"
-    if path is not None:
+    if path is not None and not Path(path).exists() and str(path) in shipped_recipes():
+        values.update(_shipped(str(path)))
+        source = f"{path}.yaml"
+    elif path is not None:
         values.update(read_yaml(path))
         source = str(path)
     cfg = build_config(values, source=source)

@@ -35,6 +35,8 @@ def _load(name: str) -> tuple[Any, str]:
         try:
             return datasets.load_dataset(loader, data_files=str(path), split="train"), str(path)
         except Exception as err:  # datasets raises many types for unreadable files
+            if "corresponds to no data" in str(err):
+                raise XeonftError(f"dataset '{path}' has no rows") from None
             raise XeonftError(f"dataset '{path}': could not read it as {loader}: {err}") from None
     if name.count("/") == 1:
         try:

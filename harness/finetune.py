@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,12 @@ def save_adapter(peft_model: Any, cfg: FinetuneConfig, run_dir: Path) -> Path:
     """
     adapter_dir = run_dir / "adapter"
     init_dir = run_dir / "adapter-init"
-    if init_dir.is_dir():
-        peft_model.save_pretrained(str(adapter_dir), path_initial_model_for_weight_conversion=str(init_dir))
-    else:
-        peft_model.save_pretrained(str(adapter_dir))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OLoRA changes the base weights")  # converted right here
+        if init_dir.is_dir():
+            peft_model.save_pretrained(str(adapter_dir), path_initial_model_for_weight_conversion=str(init_dir))
+        else:
+            peft_model.save_pretrained(str(adapter_dir))
     return adapter_dir
 
 
@@ -70,7 +73,9 @@ def save_initial_adapter(peft_model: Any, cfg: FinetuneConfig, run_dir: Path) ->
     peft_config = peft_model.peft_config["default"]
     original = peft_config.init_lora_weights
     peft_config.init_lora_weights = True  # as peft's OLoRA example does: save it as a plain-init adapter
-    peft_model.save_pretrained(str(run_dir / "adapter-init"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="OLoRA changes the base weights")
+        peft_model.save_pretrained(str(run_dir / "adapter-init"))
     peft_config.init_lora_weights = original
 
 
@@ -119,8 +124,9 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
     tracker = StepTracker()
     trainer = build_trainer(cfg, peft_model, tokenizer, train_ds, eval_ds, run_dir / "checkpoints", [tracker])
     wall["setup"] = time.perf_counter() - t
+    steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "one epoch of"
     console.print(f"training: {cfg.precision}, {cfg.backend}, batch {cfg.batch_size}, seq_len {cfg.seq_len}, "
-                  f"{trainable:,} trainable of {total:,} params, {trainer.args.max_steps if trainer.args.max_steps > 0 else 'one epoch'} steps")
+                  f"{trainable:,} trainable of {total:,} params, {steps} steps")
     t = time.perf_counter()
     train_output = trainer.train()
     wall["train"] = time.perf_counter() - t
