@@ -54,6 +54,7 @@ class FinetuneConfig(BaseModel):
     eval_steps: int | None = Field(default=5, ge=1)
     save_steps: int = Field(default=100, ge=1)
     save_total_limit: int | None = 3
+    save_checkpoints: bool = True
     packing: bool = True
     seq_len: int = Field(default=1024, ge=8)
     gradient_checkpointing: bool = True

@@ -157,7 +157,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
         "trainable_parameters": trainable,
         "train_rows": len(train_ds),
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "throughput": tracker.summary(warmup_steps=min(1, max(0, len(tracker.steps) - 1))),
+        "throughput": tracker.summary(warmup_steps=min(1, max(0, len(tracker.steps) - 1))),  # step 1 is warm-up
         "train_loss_first": next((h["loss"] for h in log_history if "loss" in h), None),
         "train_loss_last": next((h["loss"] for h in reversed(log_history) if "loss" in h), None),
         "train_loss_mean": train_output.training_loss,

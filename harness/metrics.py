@@ -1,88 +1,218 @@
-"""Measurements taken while the recipe trains, through one TrainerCallback (the training loop stays trl's own)."""
+"""Measurements of a training run.
+
+Inside the cell: `StepTracker`, one TrainerCallback (the training loop stays trl's own) that times every optimizer
+step and counts the non-padding tokens and sequences it trained on. Outside the cell: `TreeSampler`, a thread in
+the launcher that samples the memory of the cell's whole process tree and the CPU that other processes take.
+"""
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import psutil
 from transformers import TrainerCallback
 
 
 @dataclass
 class StepRecord:
-    """One optimizer step: its wall time (eval excluded), the non-padding tokens it trained on, its loss."""
+    """One optimizer step. `seconds` = data (fetching and collating its batches) + compute (forward, backward,
+    optimizer); logging and evaluation after the step are not in it."""
 
     step: int
     seconds: float
-    tokens: int | None = None
+    compute_seconds: float
+    data_seconds: float
+    tokens: int
+    sequences: int
     loss: float | None = None
 
 
-@dataclass
 class StepTracker(TrainerCallback):
-    """Times each optimizer step and reads trl's cumulative `num_tokens` (non-padding tokens) from its logs.
+    """Per-step wall time, non-padding tokens and sequences, loss; eval timed apart.
 
-    Eval runs after `on_step_end`, so it is outside the step times and timed apart through `on_evaluate`.
+    Tokens come from the batches themselves (the trainer calls `on_batch` before each micro-batch); trl's own
+    cumulative `num_tokens` log is kept beside them as a cross-check.
     """
 
-    steps: list[StepRecord] = field(default_factory=list)
-    evals: list[dict[str, float]] = field(default_factory=list)
-    _t0: float = 0.0
-    _tokens_seen: int = 0
-    _last_end: float = 0.0
+    def __init__(self, on_step: Callable[[int, int], None] | None = None) -> None:
+        self.steps: list[StepRecord] = []
+        self.evals: list[dict[str, float]] = []
+        self.trl_num_tokens: int | None = None
+        self._on_step = on_step
+        self._t_begin = 0.0
+        self._last_event = time.perf_counter()
+        self._tokens = 0
+        self._sequences = 0
+        self._data_seconds = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last_event = time.perf_counter()
+
+    def on_batch(self, tokens: int, sequences: int) -> None:
+        self._tokens += tokens
+        self._sequences += sequences
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._t0 = time.perf_counter()
+        self._t_begin = time.perf_counter()
+        self._data_seconds = self._t_begin - self._last_event
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._last_end = time.perf_counter()
-        self.steps.append(StepRecord(step=state.global_step, seconds=self._last_end - self._t0))
+        now = time.perf_counter()
+        compute = now - self._t_begin
+        self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
+                                     compute_seconds=compute, data_seconds=self._data_seconds,
+                                     tokens=self._tokens, sequences=self._sequences))
+        self._tokens = self._sequences = 0
+        self._last_event = now
+        if self._on_step is not None:
+            self._on_step(state.global_step, state.max_steps)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        if "num_tokens" in logs:
+            self.trl_num_tokens = int(logs["num_tokens"])
+        if "loss" in logs and self.steps and self.steps[-1].step == state.global_step:
+            self.steps[-1].loss = float(logs["loss"])
+        self._last_event = time.perf_counter()
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:
-        record = {"step": state.global_step, "seconds": time.perf_counter() - self._last_end}
+        now = time.perf_counter()
+        record = {"step": state.global_step, "seconds": now - self._last_event}
         record.update({k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)})
         self.evals.append(record)
+        self._last_event = now
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
-        logs = logs or {}
-        if "num_tokens" in logs and self.steps:
-            total = int(logs["num_tokens"])
-            unassigned = [s for s in self.steps if s.tokens is None]
-            if len(unassigned) == 1:  # logging_steps=1: exact per-step counts
-                unassigned[0].tokens = total - self._tokens_seen
-            elif unassigned:  # spread a logging window evenly (approximate; sweeps log every step)
-                share = (total - self._tokens_seen) / len(unassigned)
-                for s in unassigned:
-                    s.tokens = round(share)
-            self._tokens_seen = total
-        if "loss" in logs and self.steps:
-            self.steps[-1].loss = float(logs["loss"])
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last_event = time.perf_counter()
 
     def summary(self, warmup_steps: int = 0) -> dict[str, Any]:
-        """Throughput over the measured steps (after `warmup_steps`), eval time kept apart."""
-        measured = [s for s in self.steps[warmup_steps:] if s.tokens is not None]
+        """Throughput over the measured steps (those after `warmup_steps`); warm-up (compile) and eval apart."""
+        warm = self.steps[:warmup_steps]
+        measured = self.steps[warmup_steps:]
         seconds = sum(s.seconds for s in measured)
-        tokens = sum(s.tokens or 0 for s in measured)
+        tokens = sum(s.tokens for s in measured)
+        sequences = sum(s.sequences for s in measured)
         times = sorted(s.seconds for s in measured)
         out: dict[str, Any] = {
             "steps": len(self.steps),
+            "warmup_steps": len(warm),
             "measured_steps": len(measured),
-            "warmup_steps_excluded": min(warmup_steps, len(self.steps)),
-            "train_seconds_measured": seconds,
-            "train_seconds_all_steps": sum(s.seconds for s in self.steps),
-            "tokens_measured": tokens,
+            "warmup_seconds": sum(s.seconds for s in warm),
+            "measured_seconds": seconds,
+            "measured_tokens": tokens,
+            "measured_sequences": sequences,
             "tokens_per_second": tokens / seconds if seconds > 0 else None,
+            "sequences_per_second": sequences / seconds if seconds > 0 else None,
+            "data_seconds": sum(s.data_seconds for s in measured),
             "eval_seconds": sum(e["seconds"] for e in self.evals),
             "evals": len(self.evals),
+            "tokens_all_steps": sum(s.tokens for s in self.steps),
+            "trl_num_tokens": self.trl_num_tokens,
         }
         if times:
             out["step_seconds_p50"] = statistics.median(times)
             out["step_seconds_p90"] = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
+            out["step_seconds_cv"] = statistics.pstdev(times) / statistics.fmean(times) if len(times) > 1 else 0.0
         return out
 
     def records(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.steps]
+
+
+@dataclass
+class TreeSampler:
+    """Samples a process tree from outside it: peak RSS and USS of the whole tree, and foreign CPU load.
+
+    Foreign load is the CPU time that processes outside the tree (and outside this sampler's own process) used,
+    in cores, over each second: the signal that a measurement was disturbed.
+    """
+
+    pid: int
+    interval: float = 0.1
+    peak_rss: int = 0
+    peak_uss: int = 0
+    samples: int = 0
+    foreign_cores: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> TreeSampler:
+        self._thread = threading.Thread(target=self._run, name="xeonft-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    @staticmethod
+    def _cpu_seconds(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        t0 = time.monotonic()
+        last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me])
+        known: dict[int, float] = {}
+        while not self._stop.wait(self.interval):
+            procs = self._tree()
+            rss = uss = 0
+            for p in procs:
+                try:
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    uss += info.uss
+                except psutil.Error:
+                    pass
+            self.peak_rss, self.peak_uss = max(self.peak_rss, rss), max(self.peak_uss, uss)
+            self.samples += 1
+            now = time.monotonic()
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                    known[p.pid] = t.user + t.system
+                except psutil.Error:
+                    pass
+            if now - last_t >= 1.0:
+                busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
+                foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
+                self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
+                self.timeline.append((round(now - t0, 2), rss))
+                last_t, last_busy, last_tree, last_me = now, busy, tree, mine
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        loads = sorted(self.foreign_cores)
+        return {
+            "peak_rss_bytes": self.peak_rss,
+            "peak_uss_bytes": self.peak_uss,
+            "memory_samples": self.samples,
+            "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
+            "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
+        }

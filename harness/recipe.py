@@ -56,7 +56,7 @@ def sft_config(cfg: FinetuneConfig, output_dir: Path, has_eval: bool) -> Any:
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=cfg.eval_steps if evaluate else None,
-        save_strategy="steps",
+        save_strategy="steps" if cfg.save_checkpoints else "no",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         bf16=cfg.precision == "bf16-autocast",
@@ -76,15 +76,48 @@ def tokenize(ds: Any, tokenizer: Any) -> Any:
     return ds.map(lambda row: tokenize_example(row, tokenizer), remove_columns=ds.column_names)
 
 
+def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+    """(non-padding tokens, sequences) in one collated batch, packed padding-free or padded.
+
+    Padding-free packing flattens a batch into one row with position_ids restarting at 0 for each sequence;
+    a padded batch has an attention mask. Counting pad ids instead would drop every EOS where pad == EOS.
+    """
+    if "attention_mask" in inputs:
+        mask = inputs["attention_mask"]
+        return int(mask.sum()), int(mask.shape[0])
+    if "position_ids" in inputs:
+        pos = inputs["position_ids"]
+        return int(pos.numel()), int((pos == 0).sum())
+    ids = inputs["input_ids"]
+    return int(ids.numel()), int(ids.shape[0])
+
+
+def _measured_trainer_class() -> type:
+    from trl import SFTTrainer
+
+    class MeasuredSFTTrainer(SFTTrainer):
+        """trl's SFTTrainer, telling an observer what each micro-batch holds before training on it."""
+
+        batch_observer: Any = None
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            if self.batch_observer is not None:
+                self.batch_observer.on_batch(*batch_counts(inputs))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return MeasuredSFTTrainer
+
+
 def build_trainer(
     cfg: FinetuneConfig, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any | None, output_dir: Path,
     callbacks: list[Any] | None = None,
 ) -> Any:
-    """An SFTTrainer over a peft model (already wrapped by the caller, so it can save the initial adapter)."""
-    from trl import SFTTrainer
+    """An SFTTrainer over a peft model (already wrapped by the caller, so it can save the initial adapter).
 
+    A callback with an `on_batch(tokens, sequences)` method is also told what each micro-batch holds.
+    """
     model.config.use_cache = False
-    return SFTTrainer(
+    trainer = _measured_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, has_eval=eval_ds is not None),
         train_dataset=tokenize(train_ds, tokenizer),
@@ -92,3 +125,5 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    trainer.batch_observer = next((c for c in callbacks or [] if hasattr(c, "on_batch")), None)
+    return trainer

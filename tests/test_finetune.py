@@ -55,10 +55,13 @@ def test_the_run_folder_holds_every_artifact(tiny_run):
 def test_tokens_per_second_is_counted_tokens_over_measured_step_time(tiny_run):
     _, out, summary = tiny_run
     steps = json.loads((out / "steps.json").read_text())["steps"]
-    measured = steps[summary["throughput"]["warmup_steps_excluded"]:]
+    measured = steps[summary["throughput"]["warmup_steps"]:]
     tokens = sum(s["tokens"] for s in measured)
     assert all(0 < s["tokens"] <= 2 * 64 for s in steps)  # batch 2 packed rows of at most seq_len tokens
+    assert all(s["seconds"] == pytest.approx(s["compute_seconds"] + s["data_seconds"]) for s in steps)
     assert summary["throughput"]["tokens_per_second"] == pytest.approx(tokens / sum(s["seconds"] for s in measured))
+    # the batches' count agrees with trl's own non-padding token count
+    assert summary["throughput"]["tokens_all_steps"] == summary["throughput"]["trl_num_tokens"]
 
 
 def test_a_used_output_folder_is_refused(tiny_run):
