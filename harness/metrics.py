@@ -78,7 +78,8 @@ class StepTracker(TrainerCallback):
             self.trl_num_tokens = int(logs["num_tokens"])
         if "loss" in logs and self.steps and self.steps[-1].step == state.global_step:
             self.steps[-1].loss = float(logs["loss"])
-        self._last_event = time.perf_counter()
+        if not any(k.startswith("eval_") for k in logs):  # evaluate() logs its metrics just before on_evaluate
+            self._last_event = time.perf_counter()
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:

@@ -1,0 +1,196 @@
+"""Matrix files: named axes over the recipe, validated up front and expanded into frozen cell specs.
+
+A matrix is YAML:
+
+    name: default                # the result set's name (results/<name>/)
+    recipe: quick                # base config: a shipped recipe name or a YAML file (optional)
+    fixed: {model: default}      # FinetuneConfig keys (or launcher settings) for every cell
+    axes:                        # each a non-empty list; the cells are their product
+      precision: [fp32, bf16-autocast, bf16]
+      batch_size: [2, 4]
+      pinning: [none, cores]
+    exclude: [{precision: fp32, batch_size: 4}]
+    repeats: 1                   # repeats are interleaved: every cell once, then again
+    measure: {warmup_steps: 1, steps: 4}
+    timeout_s: 1800              # per cell
+    env: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment for every cell
+
+Any FinetuneConfig field can be an axis; so can the launcher's own settings (pinning, allocator, inject_fault).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.config import FinetuneConfig, base_values, build_config, explain, read_yaml
+from harness.errors import XeonftError
+
+Pinning = Literal["none", "cores", "numa"]
+Allocator = Literal["default", "jemalloc", "tcmalloc"]
+Fault = Literal["none", "crash", "hang", "oom"]  # inject_fault: for testing the harness itself
+
+
+class LaunchSettings(BaseModel):
+    """How the launcher runs a cell's process (not part of the training config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pinning: Pinning = "none"
+    allocator: Allocator = "default"
+    inject_fault: Fault = "none"
+
+
+LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
+CONFIG_KEYS = tuple(FinetuneConfig.model_fields)
+# Set by the sweep itself for every cell: a matrix that sets them is refused, not silently overridden.
+MANAGED_KEYS = ("max_steps", "save_checkpoints", "logging_steps")
+
+
+class Measure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_steps: int = Field(default=1, ge=0)
+    steps: int = Field(default=4, ge=1)
+
+
+class MatrixFile(BaseModel):
+    """The YAML document's shape, before expansion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    recipe: str | None = None
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    repeats: int = Field(default=1, ge=1)
+    measure: Measure = Measure()
+    timeout_s: float = Field(default=1800, gt=0)
+    disturbance_cores: float = Field(default=0.25, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class CellSpec(BaseModel):
+    """Everything that defines one cell, and nothing else: a frozen, hashable value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: FinetuneConfig
+    launch: LaunchSettings
+    warmup_steps: int
+    measured_steps: int
+    repeat: int = 0
+    env: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 1800
+
+    def key(self, environment: str) -> str:
+        """The store's key: a hash of the cell's definition plus the environment it ran in."""
+        text = json.dumps({"spec": self.model_dump(mode="json", exclude={"timeout_s"}), "env": environment},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def match_key(self) -> str:
+        """A hash of the definition alone (no environment, no repeat): how two result sets are matched."""
+        text = json.dumps(self.model_dump(mode="json", exclude={"timeout_s", "repeat"}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Matrix(BaseModel):
+    """An expanded matrix: its cells in run order (repeats interleaved), plus the raw document."""
+
+    name: str
+    cells: list[CellSpec]
+    axes: dict[str, list[Any]]
+    document: dict[str, Any]
+    disturbance_cores: float
+
+
+def _check_names(where: str, keys: list[str], errors: list[str]) -> None:
+    for key in keys:
+        if key in MANAGED_KEYS:
+            errors.append(f"{where}: '{key}' is set by the sweep (use measure: warmup_steps/steps)")
+        elif key not in CONFIG_KEYS and key not in LAUNCH_KEYS:
+            errors.append(f"{where}: unknown key '{key}' (known: {', '.join(CONFIG_KEYS + LAUNCH_KEYS)})")
+
+
+def _excluded(values: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+    def hit(rule_value: Any, value: Any) -> bool:
+        return value in rule_value if isinstance(rule_value, list) else value == rule_value
+
+    return any(all(hit(v, values.get(k)) for k, v in rule.items()) for rule in rules)
+
+
+def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | None = None) -> Matrix:
+    """Validate a matrix document and expand it; every problem is reported at once, naming the key."""
+    try:
+        m = MatrixFile(**doc)
+    except ValidationError as err:
+        raise XeonftError(explain(err, source, known=MatrixFile.model_fields)) from None
+    errors: list[str] = []
+    _check_names(f"{source}: fixed", list(m.fixed), errors)
+    _check_names(f"{source}: axes", list(m.axes), errors)
+    for axis, values in m.axes.items():
+        if not values:
+            errors.append(f"{source}: axes: '{axis}' has no values")
+    for i, rule in enumerate(m.exclude):
+        for key in rule:
+            if key not in m.axes:
+                errors.append(f"{source}: exclude[{i}]: '{key}' is not an axis")
+    if errors:
+        raise XeonftError("\n".join(errors))
+
+    recipe = m.recipe
+    if recipe and base_dir is not None and (base_dir / recipe).is_file():
+        recipe = str(base_dir / recipe)
+    try:
+        recipe_values, _ = base_values(recipe)
+    except XeonftError as err:
+        raise XeonftError(f"{source}: recipe: {err}") from None
+    names = list(m.axes)
+    cells: list[CellSpec] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(m.axes[a] for a in names)):
+        values = dict(zip(names, combo, strict=True))
+        if _excluded(values, m.exclude):
+            continue
+        merged = {**m.fixed, **values}
+        where = f"{source}: cell {', '.join(f'{k}={v}' for k, v in values.items()) or '(single)'}"
+        launch_values = {k: v for k, v in merged.items() if k in LAUNCH_KEYS}
+        config_values = {k: v for k, v in merged.items() if k in CONFIG_KEYS}
+        total = m.measure.warmup_steps + m.measure.steps
+        config_values.setdefault("eval_steps", total)  # one eval, after the measured steps
+        config_values.setdefault("prompts", [])
+        config_values.update(max_steps=total, save_checkpoints=False, logging_steps=1)
+        try:
+            launch = LaunchSettings(**launch_values)
+        except ValidationError as err:
+            errors.append(explain(err, where, known=LAUNCH_KEYS))
+            continue
+        try:
+            cfg = build_config({**recipe_values, **config_values}, source=where)
+        except XeonftError as err:
+            errors.append(str(err))
+            continue
+        spec = CellSpec(config=cfg, launch=launch, warmup_steps=m.measure.warmup_steps,
+                        measured_steps=m.measure.steps, env=tuple(sorted(m.env.items())), timeout_s=m.timeout_s)
+        if spec.match_key() not in seen:
+            seen.add(spec.match_key())
+            cells.append(spec)
+    if errors:
+        raise XeonftError("\n".join(dict.fromkeys(errors)))
+    if not cells:
+        raise XeonftError(f"{source}: every cell is excluded; nothing to run")
+    ordered = [c.model_copy(update={"repeat": r}) for r in range(m.repeats) for c in cells]
+    return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores)
+
+
+def load_matrix(path: str | Path) -> Matrix:
+    p = Path(path)
+    return parse_matrix(read_yaml(p), source=str(p), base_dir=p.parent)

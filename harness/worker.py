@@ -1,0 +1,115 @@
+"""The isolated cell: `python -m harness.worker SPEC.json RESULT.json`.
+
+It knows nothing of matrices: it reads one CellSpec, trains the recipe for the spec's steps with a StepTracker
+attached, and writes what it measured. Progress goes to stdout as `@@xeonft step N M` lines for the launcher;
+everything else goes to stderr. Exit 0 on success, 2 on bad input (the last stderr line says why).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROGRESS_PREFIX = "@@xeonft"
+
+
+def _progress(step: int, total: int) -> None:
+    print(f"{PROGRESS_PREFIX} step {step} {total}", flush=True)
+
+
+def _inject(fault: str) -> None:
+    """Faults on purpose, for testing the harness: a real crash, hang or allocation failure at step 1."""
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":
+        time.sleep(10**6)
+    elif fault == "oom":
+        raise MemoryError("injected: DefaultCPUAllocator: can't allocate memory")
+
+
+def _dynamo_counters() -> dict[str, Any]:
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return {}
+    return {group: dict(values) for group, values in counters.items() if group in ("stats", "recompiles")}
+
+
+def run_cell(spec: Any) -> dict[str, Any]:
+    """Train one cell and return its measurements."""
+    import torch
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    from harness.data import load_splits
+    from harness.finetune import versions
+    from harness.metrics import StepTracker
+    from harness.models import resolve_model
+    from harness.recipe import build_trainer, lora_config, model_dtype
+    from harness.topology import current_binding
+
+    cfg = spec.config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    t0 = time.perf_counter()
+    train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
+    loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
+    peft_model = get_peft_model(loaded.model, lora_config(cfg))
+    fault = spec.launch.inject_fault
+
+    def on_step(step: int, total: int) -> None:
+        _progress(step, total)
+        if step == 1 and fault != "none":
+            _inject(fault)
+
+    tracker = StepTracker(on_step=on_step)
+    with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
+        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp), [tracker])
+        setup_seconds = time.perf_counter() - t0
+        trainer.train()
+    evals = [e for e in tracker.evals if "eval_loss" in e]
+    return {
+        "summary": tracker.summary(warmup_steps=spec.warmup_steps),
+        "steps": tracker.records(),
+        "evals": tracker.evals,
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "setup_seconds": setup_seconds,
+        "model": loaded.info,
+        "train_rows": len(train_ds),
+        "eval_rows": len(eval_ds) if eval_ds is not None else 0,
+        "torch_threads": torch.get_num_threads(),
+        "binding": current_binding(),
+        "versions": versions(),
+        "dynamo": _dynamo_counters() if cfg.backend == "compile" else {},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from harness.errors import XeonftError
+    from harness.matrix import CellSpec
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    spec_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
+    spec = CellSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
+    try:
+        result = run_cell(spec)
+    except XeonftError as err:
+        print(f"xeonft: error: {err}", file=sys.stderr)
+        return 2
+    tmp = Path(result_path).with_suffix(".partial")
+    tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+    tmp.replace(result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
