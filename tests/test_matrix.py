@@ -1,0 +1,67 @@
+import pytest
+
+from harness.cli import main
+from harness.errors import XeonftError
+from harness.matrix import parse_matrix
+
+
+def doc(**changes):
+    d = {"name": "m", "fixed": {"model": "synthetic:tiny"}, "axes": {"precision": ["fp32", "bf16"],
+                                                                    "batch_size": [1, 2]}}
+    d.update(changes)
+    return d
+
+
+def test_axes_expand_to_their_product_minus_exclusions_with_repeats_interleaved():
+    m = parse_matrix(doc(exclude=[{"precision": "bf16", "batch_size": [2]}], repeats=2,
+                         measure={"warmup_steps": 2, "steps": 3}))
+    combos = [(c.config.precision, c.config.batch_size, c.repeat) for c in m.cells]
+    assert combos == [("fp32", 1, 0), ("fp32", 2, 0), ("bf16", 1, 0), ("fp32", 1, 1), ("fp32", 2, 1), ("bf16", 1, 1)]
+    cell = m.cells[0]
+    assert cell.config.max_steps == 5 and cell.config.eval_steps == 5 and not cell.config.save_checkpoints
+    assert cell.config.prompts == () and cell.config.lora_init == "olora"  # the recipe underneath
+    assert len({c.key("env") for c in m.cells}) == 6
+    assert cell.key("env") != cell.key("other-env") and m.cells[0].match_key() == m.cells[3].match_key()
+
+
+def test_launcher_settings_are_axes_too():
+    m = parse_matrix(doc(axes={"pinning": ["none", "cores"], "allocator": ["default", "jemalloc"]}))
+    assert {(c.launch.pinning, c.launch.allocator) for c in m.cells} == {
+        ("none", "default"), ("none", "jemalloc"), ("cores", "default"), ("cores", "jemalloc")}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"axes": {"precison": ["fp32"]}}, "unknown key 'precison'"),
+    ({"axes": {"precision": ["fp32", "fp8"]}}, r"precision=fp8.*precision"),
+    ({"axes": {"pinning": ["sockets"]}}, "pinning"),
+    ({"axes": {"batch_size": []}}, "'batch_size' has no values"),
+    ({"exclude": [{"threads": 1}]}, "exclude\\[0\\]: 'threads' is not an axis"),
+    ({"fixed": {"max_steps": 3}}, "'max_steps' is set by the sweep"),
+    ({"repeat": 2}, "unknown key 'repeat'"),
+    ({"name": "../escape"}, "name"),
+    ({"exclude": [{"precision": ["fp32", "bf16"]}]}, "every cell is excluded"),
+])
+def test_a_bad_matrix_is_refused_naming_the_problem(changes, message):
+    with pytest.raises(XeonftError, match=message):
+        parse_matrix(doc(**changes))
+
+
+def test_a_bad_matrix_exits_2_and_runs_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\naxes:\n  precision: [fp32, fp16]\n")
+    out = tmp_path / "results"
+    assert main(["run", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "precision" in err and "'fp16'" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_shipped_matrices_are_valid():
+    from pathlib import Path
+
+    from harness.matrix import load_matrix
+
+    shipped = sorted(Path(__file__).parent.parent.joinpath("bench", "matrices").glob("*.yaml"))
+    assert {p.stem for p in shipped} >= {"smoke", "default", "seed-1b"}
+    for path in shipped:
+        assert load_matrix(path).cells

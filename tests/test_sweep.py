@@ -1,0 +1,139 @@
+"""Sweeps end to end: real worker processes on a tiny Llama, one cell at a time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import XeonftError
+from harness.launcher import run_sweep
+from harness.matrix import parse_matrix
+
+HF_TOKEN = "hf_" + "Q" * 8 + "secretvalue" + "7" * 14
+API_KEY = "k3y-" + "secret" * 3
+
+
+def tiny_matrix(rows_file, tokenizer_dir, **changes):
+    doc = {
+        "name": "tiny",
+        "fixed": {"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
+                  "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0},
+        "axes": {"precision": ["fp32", "bf16"], "batch_size": [1, 2]},
+        "exclude": [{"precision": "bf16", "batch_size": 2}],
+        "measure": {"warmup_steps": 1, "steps": 3},
+        "timeout_s": 120,
+    }
+    doc.update(changes)
+    return parse_matrix(doc)
+
+
+@pytest.fixture(scope="module")
+def sweep(rows_file, tokenizer_dir, tmp_path_factory):
+    """Three ordinary cells, one pinned to a core, one that crashes on purpose."""
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={
+        "precision": ["fp32", "bf16"], "batch_size": [1, 2], "pinning": ["none", "cores"],
+        "inject_fault": ["none", "crash"]},
+        exclude=[{"precision": "bf16", "batch_size": 2}, {"inject_fault": "crash", "batch_size": 2},
+                 {"inject_fault": "crash", "precision": "bf16"}, {"pinning": "cores", "batch_size": 1},
+                 {"pinning": "cores", "precision": "bf16"}, {"pinning": "cores", "inject_fault": "crash"}])
+    out = tmp_path_factory.mktemp("sweeps") / "tiny"
+    store = run_sweep(m, out=out)
+    return m, store
+
+
+def by_axes(store, **want):
+    return [r for r in store.records() if all(r["axes"].get(k) == v for k, v in want.items())]
+
+
+def test_every_cell_is_recorded_in_order_with_a_crash_among_them(sweep):
+    m, store = sweep
+    records = store.records()
+    assert len(records) == len(m.cells) == 5
+    assert [r["key"] for r in records] == store.manifest()["cells"]
+    crashed = by_axes(store, inject_fault="crash")
+    assert [r["status"] for r in crashed] == ["failed"] and "SIGSEGV" in crashed[0]["reason"]
+    assert crashed[0]["stderr_tail"] is not None
+    assert all(r["status"] == "ok" for r in records if r["axes"]["inject_fault"] == "none")
+
+
+def test_tokens_per_second_is_counted_tokens_over_summed_step_time(sweep):
+    _, store = sweep
+    for r in by_axes(store, inject_fault="none"):
+        res = r["result"]
+        measured = res["steps"][res["summary"]["warmup_steps"]:]
+        assert len(measured) == 3
+        tokens = sum(s["tokens"] for s in measured)
+        assert res["summary"]["measured_tokens"] == tokens
+        assert res["summary"]["tokens_per_second"] == pytest.approx(tokens / sum(s["seconds"] for s in measured))
+        assert res["summary"]["tokens_all_steps"] == res["summary"]["trl_num_tokens"]
+        assert res["eval_loss"] is not None and res["summary"]["eval_seconds"] > 0
+
+
+def test_memory_of_the_process_tree_and_binding_are_recorded(sweep):
+    _, store = sweep
+    for r in by_axes(store, inject_fault="none"):
+        assert r["memory"]["peak_rss_bytes"] > 100 * 2**20 and r["memory"]["memory_samples"] >= 10
+        assert 0 < r["memory"]["peak_uss_bytes"] <= r["memory"]["peak_rss_bytes"]
+        assert r["launch"]["env"]["OMP_NUM_THREADS"] == "1" and r["result"]["torch_threads"] == 1
+    pinned = by_axes(store, pinning="cores")[0]
+    assert pinned["launch"]["placement"]["cpus"] == [0]
+    assert pinned["result"]["binding"]["affinity"] == [0]
+
+
+def test_the_manifest_holds_the_matrix_and_the_fingerprint(sweep):
+    _, store = sweep
+    manifest = store.manifest()
+    assert manifest["matrix"]["name"] == "tiny"
+    fp = manifest["fingerprint"]
+    assert fp["topology"]["physical_cores"] >= 1 and "amx_bf16" in fp["cpu"]["flags"]
+    assert fp["libraries"]["torch"] and fp["torch_build"]["onednn"]
+
+
+def test_resume_skips_finished_cells_and_never_duplicates(sweep):
+    m, store = sweep
+    before = {r["key"]: r["finished"] for r in store.records()}
+    with pytest.raises(XeonftError, match="already exists"):
+        run_sweep(m, out=store.root)
+    run_sweep(m, out=store.root, resume=True)
+    after = {r["key"]: r["finished"] for r in store.records()}
+    assert after == before
+    assert len(list(store.cells_dir.glob("*.json"))) == len(before)
+
+
+def test_a_hung_cell_times_out_and_the_sweep_goes_on(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"inject_fault": ["hang", "none"]}, exclude=[], timeout_s=25)
+    store = run_sweep(m, out=tmp_path / "t")
+    hung, ok = store.records()
+    assert hung["status"] == "timeout" and "25 s" in hung["reason"] and hung["wall_seconds"] < 60
+    assert ok["status"] == "ok"
+
+
+def test_an_oom_is_recorded_as_oom_and_a_retry_reruns_it(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"inject_fault": ["oom"]}, exclude=[])
+    store = run_sweep(m, out=tmp_path / "o")
+    (first,) = store.records()
+    assert first["status"] == "oom"
+    run_sweep(m, out=tmp_path / "o", resume=True)
+    assert store.records()[0]["finished"] == first["finished"]
+    run_sweep(m, out=tmp_path / "o", resume=True, retry_failed=True)
+    assert store.records()[0]["started"] >= first["started"] and len(store.records()) == 1
+
+
+def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
+    monkeypatch.setenv("ONEDNN_API_KEY", API_KEY)  # a tracked prefix, but a secret's name
+    missing = tmp_path / f"data-{API_KEY}.jsonl"  # the secret even shows up in an error message
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"dataset": [str(rows_file), str(missing)]}, exclude=[],
+                    env={"XEONFT_NOTE": f"token {HF_TOKEN}"})
+    store = run_sweep(m, out=tmp_path / "s")
+    statuses = sorted(r["status"] for r in store.records())
+    assert statuses == ["failed", "ok"]
+    failed = next(r for r in store.records() if r["status"] == "failed")
+    assert "dataset file not found" in failed["reason"]
+    files = [p for p in store.root.rglob("*") if p.is_file()]
+    assert len(files) >= 5
+    for path in files:
+        text = path.read_text(errors="replace")
+        assert HF_TOKEN not in text and API_KEY not in text, path
+    assert "HF_TOKEN" not in json.dumps(store.manifest()["fingerprint"]["env"])
