@@ -48,7 +48,57 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="result set folder (default: results/<matrix name>)")
     r.add_argument("--resume", action="store_true", help="continue a result set, skipping cells already done")
     r.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed/oom/timeout cells")
+    rep = sub.add_parser("report", help="render a result set: HTML, Markdown, CSV and plots")
+    rep.add_argument("results", help="result set folder (results/<name>)")
+    rep.add_argument("--baseline", help="cell to compare against, e.g. precision=bf16-autocast,batch_size=4 "
+                     "(default: the recipe's cell)")
+    rep.add_argument("--out", help="report folder (default: reports/<name>)")
+    cmp = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
+    cmp.add_argument("base")
+    cmp.add_argument("new")
+    cmp.add_argument("--threshold", default="5%", help="slowdown that counts, when also significant (default 5%%)")
+    cmp.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
+    cmp.add_argument("--loss-tolerance", type=float, default=0.02, help="relative loss drift allowed (default 0.02)")
+    cmp.add_argument("--json", help="also write the comparison as JSON to this file")
+    env = sub.add_parser("env", help="library environments for the matrix axis `env`")
+    env_sub = env.add_subparsers(dest="env_verb", required=True)
+    env_create = env_sub.add_parser("create", help="build the venv for envs/NAME.txt")
+    env_create.add_argument("name")
+    env_sub.add_parser("list", help="requirement files and the environments already created")
     return parser
+
+
+def _env(args: argparse.Namespace) -> int:
+    from harness import envs
+
+    if args.env_verb == "create":
+        print(envs.create(args.name))
+    else:
+        made = set(envs.created())
+        for name in envs.available():
+            print(f"{name:16} {'created: ' + str(envs.env_dir(name)) if name in made else 'not created'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import render
+
+    out = render(args.results, out=args.out, baseline=args.baseline)
+    print(f"report: {out / 'index.html'}\n        {out / 'report.md'}\n        {out / 'cells.csv'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.compare import compare, parse_threshold
+
+    result = compare(args.base, args.new, threshold=parse_threshold(args.threshold), alpha=args.alpha,
+                     loss_tolerance=args.loss_tolerance)
+    print(result.to_markdown())
+    if args.json:
+        Path(args.json).write_text(result.to_json(), encoding="utf-8")
+    return 1 if result.regressed else 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -80,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run}
+VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
+         "env": _env}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness import envs
 from harness.fingerprint import environment_key, find_allocator, fingerprint, safe_env
 from harness.matrix import CellSpec, Matrix
 from harness.metrics import TreeSampler
@@ -45,7 +46,8 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
 
     env = dict(os.environ if base is None else base)
     threads = spec.config.threads or (len(placement.cpus) if placement else len(cores()))
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
+               HF_HUB_DISABLE_TELEMETRY="1")
     if torch_build()["intel_openmp"]:
         env.update(KMP_BLOCKTIME="1", KMP_AFFINITY="granularity=fine,compact,1,0" if placement else "disabled")
     elif placement is not None:
@@ -58,7 +60,7 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
         env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD")) if p)
         if spec.launch.allocator == "jemalloc":
             env["MALLOC_CONF"] = JEMALLOC_CONF
-    env.update(dict(spec.env))
+    env.update(dict(spec.variables))
     return env
 
 
@@ -69,8 +71,8 @@ def cell_placement(spec: CellSpec) -> Placement | None:
         raise Unavailable(str(err)) from None
 
 
-def _command(spec_path: Path, result_path: Path, placement: Placement | None) -> tuple[list[str], str]:
-    worker = [sys.executable, "-m", "harness.worker", str(spec_path), str(result_path)]
+def _command(spec: CellSpec, spec_path: Path, result_path: Path, placement: Placement | None) -> tuple[list[str], str]:
+    worker = [envs.interpreter(spec.launch.env), "-m", "harness.worker", str(spec_path), str(result_path)]
     if placement is None:
         return worker, "none"
     tool = numactl()
@@ -122,7 +124,7 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
     with tempfile.TemporaryDirectory(prefix="xeonft-launch-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(spec.model_dump_json(), encoding="utf-8")
-        cmd, method = _command(spec_path, result_path, placement)
+        cmd, method = _command(spec, spec_path, result_path, placement)
 
         def bind() -> None:
             if placement is not None and method == "sched_setaffinity":
@@ -200,6 +202,8 @@ def _describe(values: dict[str, Any]) -> str:
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
               retry_failed: bool = False) -> ResultStore:
     """Run every cell of the matrix into results/<name>/ (or `out`); return the store."""
+    for name in sorted({c.launch.env for c in matrix.cells}):
+        envs.interpreter(name)  # every environment exists, before anything runs
     store = ResultStore(out or Path("results") / matrix.name)
     fp = fingerprint()
     env_key = environment_key(fp)
@@ -212,7 +216,7 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     if not fp["cpu"]["amx"]:
         console.print("[yellow]note:[/] this CPU has no AMX; bf16 runs on AVX-512 kernels here")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+                  console=console, transient=False, refresh_per_second=2) as progress:
         cells_task = progress.add_task("cells", total=len(todo))
         steps_task = progress.add_task("steps", total=1)
         for spec, key in todo:

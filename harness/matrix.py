@@ -13,9 +13,10 @@ A matrix is YAML:
     repeats: 1                   # repeats are interleaved: every cell once, then again
     measure: {warmup_steps: 1, steps: 4}
     timeout_s: 1800              # per cell
-    env: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment for every cell
+    variables: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment variables for every cell
 
-Any FinetuneConfig field can be an axis; so can the launcher's own settings (pinning, allocator, inject_fault).
+Any FinetuneConfig field can be an axis; so can the launcher's own settings: pinning, allocator, env (a library
+environment made by `xeonft env create`; `default` is xeonft's own interpreter) and inject_fault.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from harness.errors import XeonftError
 
 Pinning = Literal["none", "cores", "numa"]
 Allocator = Literal["default", "jemalloc", "tcmalloc"]
-Fault = Literal["none", "crash", "hang", "oom"]  # inject_fault: for testing the harness itself
+# inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
+# (every step made about 25% slower). It is not part of a cell's identity when result sets are matched.
+Fault = Literal["none", "crash", "hang", "oom", "slow"]
 
 
 class LaunchSettings(BaseModel):
@@ -43,6 +46,7 @@ class LaunchSettings(BaseModel):
 
     pinning: Pinning = "none"
     allocator: Allocator = "default"
+    env: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     inject_fault: Fault = "none"
 
 
@@ -74,7 +78,7 @@ class MatrixFile(BaseModel):
     measure: Measure = Measure()
     timeout_s: float = Field(default=1800, gt=0)
     disturbance_cores: float = Field(default=0.25, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(default_factory=dict)
 
 
 class CellSpec(BaseModel):
@@ -87,7 +91,7 @@ class CellSpec(BaseModel):
     warmup_steps: int
     measured_steps: int
     repeat: int = 0
-    env: tuple[tuple[str, str], ...] = ()
+    variables: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 1800
 
     def key(self, environment: str) -> str:
@@ -97,8 +101,9 @@ class CellSpec(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def match_key(self) -> str:
-        """A hash of the definition alone (no environment, no repeat): how two result sets are matched."""
-        text = json.dumps(self.model_dump(mode="json", exclude={"timeout_s", "repeat"}), sort_keys=True)
+        """A hash of the definition alone (no environment, repeat or injected fault): how result sets match."""
+        text = json.dumps(self.model_dump(mode="json", exclude={"timeout_s": True, "repeat": True,
+                                                               "launch": {"inject_fault"}}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -179,9 +184,10 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
             errors.append(str(err))
             continue
         spec = CellSpec(config=cfg, launch=launch, warmup_steps=m.measure.warmup_steps,
-                        measured_steps=m.measure.steps, env=tuple(sorted(m.env.items())), timeout_s=m.timeout_s)
-        if spec.match_key() not in seen:
-            seen.add(spec.match_key())
+                        measured_steps=m.measure.steps, variables=tuple(sorted(m.variables.items())),
+                        timeout_s=m.timeout_s)
+        if spec.key("") not in seen:
+            seen.add(spec.key(""))
             cells.append(spec)
     if errors:
         raise XeonftError("\n".join(dict.fromkeys(errors)))

@@ -7,6 +7,7 @@ the launcher that samples the memory of the cell's whole process tree and the CP
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -136,15 +137,19 @@ class TreeSampler:
 
     pid: int
     interval: float = 0.1
+    uss_interval: float = 5.0
+    sampler_cpu_seconds: float = 0.0
     peak_rss: int = 0
     peak_uss: int = 0
     samples: int = 0
     foreign_cores: list[float] = field(default_factory=list)
     timeline: list[tuple[float, int]] = field(default_factory=list)
+    _me_start: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> TreeSampler:
+        self._me_start = self._cpu_seconds([psutil.Process()])
         self._thread = threading.Thread(target=self._run, name="xeonft-sampler", daemon=True)
         self._thread.start()
         return self
@@ -173,34 +178,42 @@ class TreeSampler:
         return total
 
     def _run(self) -> None:
+        """RSS every tick (reading /proc/PID/statm costs microseconds). USS walks every page mapping (about 40 ms
+        of CPU for a 2 GB process), so it is read every `uss_interval` seconds and when RSS has grown 2% past
+        the last read, at most once a second. The tree's members and the CPU accounting refresh once a second."""
         me = psutil.Process()
         t0 = time.monotonic()
         last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me])
+        last_uss, rss_at_uss = -1e9, 0
         known: dict[int, float] = {}
+        procs = self._tree()
         while not self._stop.wait(self.interval):
-            procs = self._tree()
-            rss = uss = 0
-            for p in procs:
-                try:
-                    info = p.memory_full_info()
-                    rss += info.rss
-                    uss += info.uss
-                except psutil.Error:
-                    pass
-            self.peak_rss, self.peak_uss = max(self.peak_rss, rss), max(self.peak_uss, uss)
-            self.samples += 1
             now = time.monotonic()
+            rss = 0
             for p in procs:
-                try:
-                    t = p.cpu_times()
-                    known[p.pid] = t.user + t.system
-                except psutil.Error:
-                    pass
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
+            self.samples += 1
+            grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
+            if grown or now - last_uss >= self.uss_interval:
+                uss = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        uss += p.memory_full_info().uss
+                self.peak_uss = max(self.peak_uss, uss)
+                last_uss, rss_at_uss = now, rss
             if now - last_t >= 1.0:
+                procs = self._tree()
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        known[p.pid] = t.user + t.system
                 busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
                 foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
                 self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
                 self.timeline.append((round(now - t0, 2), rss))
+                self.sampler_cpu_seconds = mine - self._me_start
                 last_t, last_busy, last_tree, last_me = now, busy, tree, mine
 
     @staticmethod
@@ -216,4 +229,5 @@ class TreeSampler:
             "memory_samples": self.samples,
             "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
             "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
+            "launcher_cpu_seconds": self.sampler_cpu_seconds,
         }

@@ -71,28 +71,50 @@ def _load_tokenizer(source: str | Path, trust_remote_code: bool = False, **kwarg
     return _prepare_tokenizer(tok)
 
 
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """transformers 5 takes `dtype=`; 4.x (the seed-2025 environment) takes `torch_dtype=`."""
+    return {"dtype": dtype} if _transformers_major() >= 5 else {"torch_dtype": dtype}
+
+
 def _from_pretrained(source: str | Path, dtype: torch.dtype, trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, trust_remote_code=trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=trust_remote_code,
+                                                    **dtype_kwarg(dtype))
     except (OSError, ValueError) as err:
         raise XeonftError(f"could not load model '{source}': {err}") from None
 
 
 def gguf_to_safetensors(gguf: Path) -> Path:
-    """Dequantize a GGUF file once into a transformers folder in the cache (parsing GGUF costs 15-30 s a load)."""
-    from transformers import AutoModelForCausalLM, GgufConfig
+    """Dequantize a GGUF file once into a transformers folder in the cache (parsing GGUF costs 15-30 s a load).
 
+    The folder is per transformers major version: one saved by transformers 5 does not load in 4.x.
+    """
+    from transformers import AutoModelForCausalLM
+
+    try:
+        from transformers import GgufConfig
+
+        quantization = {"quantization_config": GgufConfig(dequantize=True)}
+    except ImportError:  # transformers 4.x dequantizes GGUF weights by default
+        quantization = {}
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    out = cache_dir() / "models" / f"{gguf.stem}-{key}"
+    major = _transformers_major()
+    out = cache_dir() / "models" / (f"{gguf.stem}-{key}" if major >= 5 else f"{gguf.stem}-{key}-tf{major}")
     if (out / "config.json").is_file():
         return out
     tmp = out.with_name(out.name + ".partial")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+            str(gguf.parent), gguf_file=gguf.name, **quantization, **dtype_kwarg(torch.float32)
         )
         tokenizer = _load_tokenizer(gguf.parent, gguf_file=gguf.name)
     except (OSError, ValueError, KeyError) as err:

@@ -66,10 +66,19 @@ def run_cell(spec: Any) -> dict[str, Any]:
 
     def on_step(step: int, total: int) -> None:
         _progress(step, total)
-        if step == 1 and fault != "none":
+        if step == 1 and fault in ("crash", "hang", "oom"):
             _inject(fault)
 
     tracker = StepTracker(on_step=on_step)
+    if fault == "slow":  # a real slowdown inside each step, so the step times carry it
+        count_batch = tracker.on_batch
+
+        def slow_batch(tokens: int, sequences: int) -> None:
+            if tracker.steps:
+                time.sleep(0.25 * tracker.steps[-1].compute_seconds)
+            count_batch(tokens, sequences)
+
+        tracker.on_batch = slow_batch  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
         trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp), [tracker])
         setup_seconds = time.perf_counter() - t0
@@ -98,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     from harness.matrix import CellSpec
 
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from pydantic import ValidationError
+
     spec_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
-    spec = CellSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
+    try:
+        spec = CellSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
+    except ValidationError as err:
+        print(f"xeonft: error: the cell spec does not fit this xeonft's CellSpec (a different version?): "
+              f"{err.errors()[0]['loc']}: {err.errors()[0]['msg']}", file=sys.stderr)
+        return 2
     try:
         result = run_cell(spec)
     except XeonftError as err:

@@ -76,3 +76,35 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tokenizer")
     fast.save_pretrained(out)
     return out
+
+
+def tiny_matrix(rows_file, tokenizer_dir, **changes):
+    """A matrix of tiny-Llama cells on the test rows; `changes` replace top-level keys."""
+    from harness.matrix import parse_matrix
+
+    doc = {
+        "name": "tiny",
+        "fixed": {"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
+                  "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0},
+        "axes": {"precision": ["fp32", "bf16"], "batch_size": [1, 2]},
+        "exclude": [{"precision": "bf16", "batch_size": 2}],
+        "measure": {"warmup_steps": 1, "steps": 3},
+        "timeout_s": 120,
+    }
+    doc.update(changes)
+    return parse_matrix(doc)
+
+
+@pytest.fixture(scope="session")
+def sweep(rows_file, tokenizer_dir, tmp_path_factory):
+    """A real result set: three ordinary cells, one pinned to a core, one that crashes on purpose."""
+    from harness.launcher import run_sweep
+
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={
+        "precision": ["fp32", "bf16"], "batch_size": [1, 2], "pinning": ["none", "cores"],
+        "inject_fault": ["none", "crash"]},
+        exclude=[{"precision": "bf16", "batch_size": 2}, {"inject_fault": "crash", "batch_size": 2},
+                 {"inject_fault": "crash", "precision": "bf16"}, {"pinning": "cores", "batch_size": 1},
+                 {"pinning": "cores", "precision": "bf16"}, {"pinning": "cores", "inject_fault": "crash"}])
+    out = tmp_path_factory.mktemp("sweeps") / "tiny"
+    return m, run_sweep(m, out=out)

@@ -65,3 +65,19 @@ def test_shipped_matrices_are_valid():
     assert {p.stem for p in shipped} >= {"smoke", "default", "seed-1b"}
     for path in shipped:
         assert load_matrix(path).cells
+
+
+def test_an_environment_that_does_not_exist_is_refused_before_anything_runs(tmp_path, capsys):
+    matrix = tmp_path / "envs.yaml"
+    matrix.write_text("name: envs\nfixed: {model: synthetic:tiny}\naxes:\n  env: [default, no-such-env]\n")
+    out = tmp_path / "results"
+    assert main(["run", str(matrix), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "environment 'no-such-env' does not exist" in err and "xeonft env create no-such-env" in err
+    assert not out.exists()
+
+
+def test_env_create_needs_a_requirement_file(capsys):
+    assert main(["env", "create", "no-such-env"]) == 2
+    err = capsys.readouterr().err
+    assert "no requirement file envs/no-such-env.txt" in err and "seed-2025" in err

@@ -8,38 +8,10 @@ import pytest
 
 from harness.errors import XeonftError
 from harness.launcher import run_sweep
-from harness.matrix import parse_matrix
+from tests.conftest import tiny_matrix
 
 HF_TOKEN = "hf_" + "Q" * 8 + "secretvalue" + "7" * 14
 API_KEY = "k3y-" + "secret" * 3
-
-
-def tiny_matrix(rows_file, tokenizer_dir, **changes):
-    doc = {
-        "name": "tiny",
-        "fixed": {"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
-                  "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0},
-        "axes": {"precision": ["fp32", "bf16"], "batch_size": [1, 2]},
-        "exclude": [{"precision": "bf16", "batch_size": 2}],
-        "measure": {"warmup_steps": 1, "steps": 3},
-        "timeout_s": 120,
-    }
-    doc.update(changes)
-    return parse_matrix(doc)
-
-
-@pytest.fixture(scope="module")
-def sweep(rows_file, tokenizer_dir, tmp_path_factory):
-    """Three ordinary cells, one pinned to a core, one that crashes on purpose."""
-    m = tiny_matrix(rows_file, tokenizer_dir, axes={
-        "precision": ["fp32", "bf16"], "batch_size": [1, 2], "pinning": ["none", "cores"],
-        "inject_fault": ["none", "crash"]},
-        exclude=[{"precision": "bf16", "batch_size": 2}, {"inject_fault": "crash", "batch_size": 2},
-                 {"inject_fault": "crash", "precision": "bf16"}, {"pinning": "cores", "batch_size": 1},
-                 {"pinning": "cores", "precision": "bf16"}, {"pinning": "cores", "inject_fault": "crash"}])
-    out = tmp_path_factory.mktemp("sweeps") / "tiny"
-    store = run_sweep(m, out=out)
-    return m, store
 
 
 def by_axes(store, **want):
@@ -125,7 +97,7 @@ def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, 
     monkeypatch.setenv("ONEDNN_API_KEY", API_KEY)  # a tracked prefix, but a secret's name
     missing = tmp_path / f"data-{API_KEY}.jsonl"  # the secret even shows up in an error message
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"dataset": [str(rows_file), str(missing)]}, exclude=[],
-                    env={"XEONFT_NOTE": f"token {HF_TOKEN}"})
+                    variables={"XEONFT_NOTE": f"token {HF_TOKEN}"})
     store = run_sweep(m, out=tmp_path / "s")
     statuses = sorted(r["status"] for r in store.records())
     assert statuses == ["failed", "ok"]

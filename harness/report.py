@@ -1,0 +1,322 @@
+"""A result set rendered for people: seaborn PNGs, a self-contained HTML page, Markdown, and a tidy CSV.
+
+It reads only the store. Every figure names its unit; cells that failed, were unavailable or were disturbed are
+listed with their reasons rather than dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import XeonftError
+from harness.store import ResultStore
+
+GIB = 2**30
+# The paper's own cell: bf16=True (autocast), eager, per-device batch 4.
+DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
+SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "seq_len", "threads", "gradient_checkpointing",
+                "packing", "lora_r")
+LAUNCH_COLUMNS = ("pinning", "allocator")
+
+
+def cells_frame(store: ResultStore) -> pd.DataFrame:
+    """One row per cell record: its settings, status and headline numbers (the CSV users load in pandas)."""
+    rows = []
+    for r in store.records():
+        spec = r.get("spec", {})
+        cfg, launch = spec.get("config", {}), spec.get("launch", {})
+        res = r.get("result") or {}
+        s = res.get("summary") or {}
+        mem = r.get("memory") or {}
+        steps = res.get("steps") or []
+        row: dict[str, Any] = {"key": r["key"], "match_key": r.get("match_key"), "repeat": r.get("repeat", 0),
+                               "status": r["status"], "reason": r.get("reason")}
+        row.update({c: cfg.get(c) for c in SPEC_COLUMNS})
+        row.update({c: launch.get(c) for c in LAUNCH_COLUMNS})
+        row.update({
+            "tokens_per_s": s.get("tokens_per_second"),
+            "sequences_per_s": s.get("sequences_per_second"),
+            "step_s_p50": s.get("step_seconds_p50"),
+            "step_s_p90": s.get("step_seconds_p90"),
+            "step_s_cv": s.get("step_seconds_cv"),
+            "measured_steps": s.get("measured_steps"),
+            "measured_tokens": s.get("measured_tokens"),
+            "warmup_s": s.get("warmup_seconds"),
+            "eval_s": s.get("eval_seconds"),
+            "eval_loss": res.get("eval_loss"),
+            "final_train_loss": next((st["loss"] for st in reversed(steps) if st.get("loss") is not None), None),
+            "peak_rss_gib": mem.get("peak_rss_bytes", 0) / GIB if mem else None,
+            "peak_uss_gib": mem.get("peak_uss_bytes", 0) / GIB if mem else None,
+            "foreign_cpu_cores": mem.get("foreign_cpu_cores_mean"),
+            "wall_s": r.get("wall_seconds"),
+        })
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise XeonftError(f"result set '{store.root}' has no cells")
+    axes = list(store.manifest().get("matrix", {}).get("axes", {}))
+    df.attrs["axes"] = axes
+    df["variant"] = df.apply(lambda row: variant_label(row, axes), axis=1)
+    return df
+
+
+def variant_label(row: Any, axes: list[str]) -> str:
+    """A cell's name without its batch size (plots put batch size on the x axis)."""
+    keys = [a for a in axes if a != "batch_size"] or ["precision", "backend"]
+    return " ".join(str(row.get(k)) for k in keys)
+
+
+def steps_frame(store: ResultStore, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured (and warm-up) step of every cell that ran: the series behind the distributions."""
+    rows = []
+    labels = dict(zip(df["key"], df["variant"], strict=True))
+    for r in store.records():
+        res = r.get("result") or {}
+        warm = (res.get("summary") or {}).get("warmup_steps", 0)
+        bs = (r.get("spec", {}).get("config", {})).get("batch_size")
+        for i, st in enumerate(res.get("steps") or []):
+            rows.append({"key": r["key"], "variant": labels.get(r["key"]), "batch_size": bs, "repeat": r.get("repeat"),
+                         "step": st["step"], "seconds": st["seconds"], "tokens": st["tokens"], "loss": st.get("loss"),
+                         "warmup": i < warm, "tokens_per_s": st["tokens"] / st["seconds"] if st["seconds"] else None})
+        for ev in res.get("evals") or []:
+            if "eval_loss" in ev:
+                rows.append({"key": r["key"], "variant": labels.get(r["key"]), "batch_size": bs,
+                             "repeat": r.get("repeat"), "step": ev["step"], "eval_loss": ev["eval_loss"]})
+    return pd.DataFrame(rows)
+
+
+def parse_selector(text: str | None) -> dict[str, Any]:
+    """'precision=bf16-autocast,batch_size=4' -> {'precision': 'bf16-autocast', 'batch_size': 4}."""
+    if not text:
+        return dict(DEFAULT_BASELINE)
+    out: dict[str, Any] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise XeonftError(f"baseline selector '{text}': expected key=value[,key=value...]")
+        value = value.strip()
+        out[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def baseline_rows(df: pd.DataFrame, selector: dict[str, Any]) -> pd.DataFrame:
+    unknown = [k for k in selector if k not in df.columns]
+    if unknown:
+        raise XeonftError(f"baseline selector names unknown column(s): {', '.join(unknown)}")
+    mask = (df["status"] == "ok")
+    for k, v in selector.items():
+        mask &= df[k].astype(str) == str(v)
+    return df[mask]
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Repeats of the same cell folded: median and range of tokens/s, memory and losses."""
+    ok = df[df["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame()
+    group = ["variant", "batch_size"]
+    agg = ok.groupby(group, dropna=False).agg(
+        tokens_per_s=("tokens_per_s", "median"), tokens_per_s_min=("tokens_per_s", "min"),
+        tokens_per_s_max=("tokens_per_s", "max"), repeats=("tokens_per_s", "size"),
+        sequences_per_s=("sequences_per_s", "median"), step_s_p50=("step_s_p50", "median"),
+        peak_rss_gib=("peak_rss_gib", "max"), peak_uss_gib=("peak_uss_gib", "max"),
+        eval_loss=("eval_loss", "median"), precision=("precision", "first"), backend=("backend", "first"),
+    ).reset_index()
+    return agg.sort_values("tokens_per_s", ascending=False, ignore_index=True)
+
+
+def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: float | None,
+           out: Path) -> dict[str, tuple[Path, str]]:
+    """The report's figures: name -> (PNG path, caption)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    figs: dict[str, tuple[Path, str]] = {}
+    ok = df[df["status"] == "ok"]
+
+    def save(name: str, fig: Any, caption: str) -> None:
+        path = out / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figs[name] = (path, caption)
+
+    if not ok.empty:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        sns.pointplot(data=ok, x="batch_size", y="tokens_per_s", hue="variant", estimator="median",
+                      errorbar=("pi", 100), dodge=0.25, markers="o", ax=ax)
+        ax.set(xlabel="per-device batch size (packed sequences per step)", ylabel="non-padding tokens / s",
+               title="Training throughput (median of repeats; bars span min-max)")
+        ax.set_ylim(bottom=0)
+        save("throughput", fig, "Non-padding tokens per second over the measured steps (warm-up and eval excluded).")
+
+        if base_tps and not agg.empty:
+            pivot = agg.assign(speedup=agg["tokens_per_s"] / base_tps).pivot_table(
+                index="variant", columns="batch_size", values="speedup")
+            fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(pivot.columns), 1.2 + 0.5 * len(pivot.index)))
+            sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", center=1.0, cbar_kws={"label": "x baseline"},
+                        ax=ax)
+            ax.set(xlabel="batch size", ylabel="", title="Speedup over the baseline cell (tokens/s ratio)")
+            save("speedup", fig, "Median tokens/s of each cell divided by the baseline cell's median tokens/s.")
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        sns.pointplot(data=ok, x="batch_size", y="peak_rss_gib", hue="variant", estimator="max", errorbar=None,
+                      dodge=0.25, ax=ax)
+        ax.set(xlabel="batch size", ylabel="peak RSS of the process tree (GiB)", title="Peak memory")
+        ax.set_ylim(bottom=0)
+        save("memory", fig, "Peak resident memory of each cell's whole process tree, sampled at 10 Hz.")
+
+    if not steps.empty and "loss" in steps:
+        train = steps.dropna(subset=["loss"])
+        evals = steps.dropna(subset=["eval_loss"]) if "eval_loss" in steps else pd.DataFrame()
+        if not train.empty:
+            fig, ax = plt.subplots(figsize=(8, 4.5))
+            train = train.assign(cell=train["variant"] + " bs" + train["batch_size"].astype(str))
+            sns.lineplot(data=train, x="step", y="loss", hue="cell", errorbar=None, ax=ax)
+            if not evals.empty:
+                evals = evals.assign(cell=evals["variant"] + " bs" + evals["batch_size"].astype(str))
+                sns.scatterplot(data=evals, x="step", y="eval_loss", hue="cell", marker="X", s=90, legend=False,
+                                ax=ax)
+            ax.set(xlabel="optimizer step", ylabel="loss (nats/token)",
+                   title="Train loss (lines) and eval loss (crosses)")
+            ax.legend(fontsize="small", ncol=2)
+            save("loss", fig, "Per-step training loss of every cell (mean of repeats); crosses are eval loss.")
+
+        measured = steps[(steps.get("warmup") == False) & steps["seconds"].notna()]  # noqa: E712
+        if not measured.empty:
+            fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * measured.groupby(["variant", "batch_size"]).ngroups))
+            measured = measured.assign(cell=measured["variant"] + " bs" + measured["batch_size"].astype(str))
+            sns.boxplot(data=measured, y="cell", x="seconds", color="#cfe2f3", fliersize=0, ax=ax)
+            sns.stripplot(data=measured, y="cell", x="seconds", color="#1f4e79", size=3, ax=ax)
+            ax.set(xlabel="step wall time (s)", ylabel="", title="Step-time distribution (measured steps)")
+            save("step_times", fig, "Wall time of every measured step (data + compute), all repeats.")
+    return figs
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_none_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _top_table(agg: pd.DataFrame, base_tps: float | None) -> pd.DataFrame:
+    if agg.empty:
+        return agg
+    top = agg[["variant", "batch_size", "tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "repeats",
+               "sequences_per_s", "peak_rss_gib", "eval_loss"]].copy()
+    top.insert(3, "speedup", top["tokens_per_s"] / base_tps if base_tps else None)
+    return top.rename(columns={"tokens_per_s": "tok/s (median)", "tokens_per_s_min": "min", "tokens_per_s_max": "max",
+                               "sequences_per_s": "seq/s", "peak_rss_gib": "peak RSS GiB", "speedup": "x baseline"})
+
+
+def _fingerprint_rows(fp: dict[str, Any]) -> list[tuple[str, str]]:
+    cpu, topo = fp.get("cpu", {}), fp.get("topology", {})
+    flags = ", ".join(f for f, on in cpu.get("flags", {}).items() if on) or "-"
+    libs = ", ".join(f"{k} {v}" for k, v in fp.get("libraries", {}).items() if v)
+    build = fp.get("torch_build", {})
+    return [
+        ("CPU", f"{cpu.get('brand')} ({cpu.get('vendor')})"),
+        ("AMX", "yes" if cpu.get("amx") else "no"),
+        ("ISA flags", flags),
+        ("topology", f"{topo.get('sockets')} socket(s), {topo.get('physical_cores')} cores, "
+                     f"{topo.get('threads_per_core')} thread(s)/core, {topo.get('numa_nodes')} NUMA node(s)"),
+        ("memory", f"{fp.get('memory_bytes', 0) / GIB:.1f} GiB"),
+        ("OS", f"{fp.get('os', {}).get('platform')}"),
+        ("Python", str(fp.get("python"))),
+        ("libraries", libs),
+        ("torch build", f"oneDNN {build.get('onednn')}, CPU capability {build.get('cpu_capability')}"),
+        ("tools", ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in fp.get("tools", {}).items())),
+    ]
+
+
+def render(results: str | Path, out: str | Path | None = None, baseline: str | None = None) -> Path:
+    """Write reports/<name>/ (index.html, report.md, cells.csv, PNGs) for a result set; return the folder."""
+    store = ResultStore(results)
+    manifest = store.manifest()
+    name = manifest.get("name") or Path(results).name
+    out_dir = Path(out) if out else Path("reports") / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = cells_frame(store)
+    steps = steps_frame(store, df)
+    agg = aggregate(df)
+    selector = parse_selector(baseline)
+    base = baseline_rows(df, selector)
+    base_tps = float(base["tokens_per_s"].median()) if not base.empty else None
+    base_note = (f"baseline: {', '.join(f'{k}={v}' for k, v in selector.items())} "
+                 f"({base_tps:.1f} tok/s, median of {len(base)})" if base_tps else
+                 f"baseline {selector} not in this result set: no speedups shown")
+    df.to_csv(out_dir / "cells.csv", index=False)
+    figs = _plots(df, steps, agg, base_tps, out_dir)
+    top = _top_table(agg, base_tps)
+    problems = df[df["status"] != "ok"][["variant", "batch_size", "repeat", "status", "reason"]]
+    fp = manifest.get("fingerprint", {})
+    meta = {"name": name, "created": manifest.get("created"), "cells": len(df),
+            "ok": int((df["status"] == "ok").sum()), "baseline": base_note}
+    (out_dir / "report.md").write_text(_markdown(meta, top, problems, fp, figs), encoding="utf-8")
+    (out_dir / "index.html").write_text(_html(meta, top, problems, fp, figs), encoding="utf-8")
+    (out_dir / "report.json").write_text(json.dumps({**meta, "top": top.to_dict(orient="records")}, indent=1,
+                                                    default=str), encoding="utf-8")
+    return out_dir
+
+
+def _markdown(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs: dict) -> str:
+    parts = [f"# xeonft report: {meta['name']}", "",
+             f"{meta['ok']} of {meta['cells']} cells ok; {meta['baseline']}. Throughput is non-padding tokens "
+             "trained on per second of measured steps (warm-up, compile and eval excluded).", "",
+             "## Cells, fastest first", "", _md_table(top),
+             "## Cells without numbers (failed, out of memory, timed out, unavailable) or disturbed", "",
+             _md_table(problems), "## Machine", "",
+             _md_table(pd.DataFrame(_fingerprint_rows(fp), columns=["", "value"])), "## Figures", ""]
+    for path, caption in figs.values():
+        parts += [f"![{caption}]({path.name})", "", f"_{caption}_", ""]
+    return "\n".join(parts)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p><em>none</em></p>"
+    return frame.map(_fmt).to_html(index=False, escape=True, border=0, classes="t")
+
+
+def _html(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs: dict) -> str:
+    e = html.escape
+    imgs = "".join(
+        f'<figure><img alt="{e(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{e(caption)}</figcaption></figure>'
+        for path, caption in figs.values())
+    machine = pd.DataFrame(_fingerprint_rows(fp), columns=["", "value"])
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table.t{border-collapse:collapse;font-size:14px;margin:1em 0}"
+             "table.t td,table.t th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}"
+             "table.t th{background:#f3f6f9}figure{margin:1.5em 0}img{max-width:100%}"
+             "figcaption{color:#555;font-size:13px}.lead{font-size:15px;color:#333}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>xeonft report: {e(meta['name'])}</title>"
+            f"<style>{style}</style></head><body>"
+            f"<h1>xeonft report: {e(meta['name'])}</h1>"
+            f"<p class='lead'>{meta['ok']} of {meta['cells']} cells ok; {e(meta['baseline'])}. Throughput is "
+            "non-padding tokens trained on per second of measured steps (warm-up, compile and eval excluded).</p>"
+            f"<h2>Cells, fastest first</h2>{_html_table(top)}"
+            f"<h2>Cells without numbers, or disturbed</h2>{_html_table(problems)}"
+            f"<h2>Figures</h2>{imgs}<h2>Machine</h2>{_html_table(machine)}</body></html>")

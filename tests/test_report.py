@@ -1,0 +1,135 @@
+"""Reports from a real (tiny) result set: files, plots, numbers that match the CSV, escaping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.report import render
+
+PLOTS = {"throughput", "speedup", "memory", "loss", "step_times"}
+
+
+class Page(HTMLParser):
+    """Collects images, table cells and text, and fails on unbalanced tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.cells: list[str] = []
+        self.stack: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag not in ("meta", "br"):
+            self.stack.append(tag)
+        self._in_cell = tag in ("td", "th")
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+        self._in_cell = False
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data.strip())
+
+
+@pytest.fixture(scope="module")
+def report(sweep, tmp_path_factory):
+    _, store = sweep
+    out = tmp_path_factory.mktemp("report")
+    return store, render(store.root, out=out, baseline="precision=fp32,batch_size=1,pinning=none")
+
+
+def test_every_file_and_plot_is_written(report):
+    _, out = report
+    for name in ("index.html", "report.md", "cells.csv", "report.json"):
+        assert (out / name).is_file()
+    for plot in PLOTS:
+        assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_html_parses_and_embeds_every_plot(report):
+    _, out = report
+    page = Page()
+    page.feed((out / "index.html").read_text())
+    page.close()
+    assert page.stack == []
+    assert len(page.images) == len(PLOTS)
+    assert all(img["src"].startswith("data:image/png;base64,") for img in page.images)
+
+
+def test_the_numbers_shown_match_cells_csv(report):
+    store, out = report
+    df = pd.read_csv(out / "cells.csv")
+    assert len(df) == len(store.records())
+    ok = df[df["status"] == "ok"]
+    top = json.loads((out / "report.json").read_text())["top"]
+    assert len(top) == ok.groupby(["variant", "batch_size"]).ngroups
+    page = Page()
+    page.feed((out / "index.html").read_text())
+    md = (out / "report.md").read_text()
+    for row in top:
+        cell = ok[(ok["variant"] == row["variant"]) & (ok["batch_size"] == row["batch_size"])]
+        assert row["tok/s (median)"] == pytest.approx(cell["tokens_per_s"].median())
+        shown = f"{row['tok/s (median)']:.1f}"
+        assert shown in page.cells and shown in md
+    base = ok[(ok["precision"] == "fp32") & (ok["batch_size"] == 1) & (ok["pinning"] == "none")]
+    assert any(r["x baseline"] == pytest.approx(1.0) for r in top)
+    assert base["tokens_per_s"].notna().all()
+
+
+def test_failed_cells_are_listed_with_their_reason(report):
+    _, out = report
+    md = (out / "report.md").read_text()
+    assert "failed" in md and "SIGSEGV" in md
+
+
+def test_text_from_results_is_escaped(sweep, tmp_path):
+    _, store = sweep
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy)
+    failed = next(p for p in (copy / "cells").glob("*.json") if json.loads(p.read_text())["status"] == "failed")
+    record = json.loads(failed.read_text())
+    record["reason"] = "<script>alert('x')</script>"
+    failed.write_text(json.dumps(record))
+    out = render(copy, out=tmp_path / "r")
+    text = (out / "index.html").read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_cli_report_and_a_bad_baseline(sweep, tmp_path, capsys):
+    _, store = sweep
+    assert main(["report", str(store.root), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").is_file()
+    assert main(["report", str(store.root), "--out", str(tmp_path / "r2"), "--baseline", "colour=red"]) == 2
+    assert "unknown column(s): colour" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
+def test_every_image_decodes_in_a_real_headless_browser(report):
+    from playwright.sync_api import sync_playwright
+
+    _, out = report
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page()
+        page.goto(Path(out / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        sizes = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        page.screenshot(path=str(out / "screenshot.png"), full_page=True)
+        browser.close()
+    assert len(sizes) == len(PLOTS)
+    assert all(done and w > 100 and h > 100 for done, w, h in sizes)
+    assert (out / "screenshot.png").read_bytes()[:4] == b"\x89PNG"
