@@ -22,7 +22,7 @@ GIB = 2**30
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "seq_len", "threads", "gradient_checkpointing",
                 "packing", "lora_r")
-LAUNCH_COLUMNS = ("pinning", "allocator")
+LAUNCH_COLUMNS = ("pinning", "allocator", "env", "inject_fault")
 
 
 def cells_frame(store: ResultStore) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
 def variant_label(row: Any, axes: list[str]) -> str:
     """A cell's name without its batch size (plots put batch size on the x axis)."""
     keys = [a for a in axes if a != "batch_size"] or ["precision", "backend"]
-    return " ".join(str(row.get(k)) for k in keys)
+    return " / ".join(str(row.get(k)) for k in keys)
 
 
 def steps_frame(store: ResultStore, df: pd.DataFrame) -> pd.DataFrame:
@@ -163,10 +163,11 @@ def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: f
         if base_tps and not agg.empty:
             pivot = agg.assign(speedup=agg["tokens_per_s"] / base_tps).pivot_table(
                 index="variant", columns="batch_size", values="speedup")
-            fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(pivot.columns), 1.2 + 0.5 * len(pivot.index)))
+            fig, ax = plt.subplots(figsize=(max(6.0, 2.5 + 1.2 * len(pivot.columns)), 1.6 + 0.5 * len(pivot.index)))
             sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", center=1.0, cbar_kws={"label": "x baseline"},
                         ax=ax)
             ax.set(xlabel="batch size", ylabel="", title="Speedup over the baseline cell (tokens/s ratio)")
+            ax.tick_params(axis="y", rotation=0)
             save("speedup", fig, "Median tokens/s of each cell divided by the baseline cell's median tokens/s.")
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
