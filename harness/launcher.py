@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from harness.topology import Placement, cores, numactl, place
 from harness.worker import PROGRESS_PREFIX
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")  # a traceback's last line
 OOM_MARKERS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 # jemalloc settings from torch.backends.xeon.run_cpu: keep freed memory, avoid returning it to the OS each step.
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -95,8 +97,9 @@ def _classify(rc: int | None, timed_out: bool, stderr_tail: str) -> tuple[str, s
     lines = [ln for ln in stderr_tail.splitlines() if ln.startswith("xeonft: error:")]
     if lines:
         return "failed", lines[-1].removeprefix("xeonft: error:").strip()
-    last = next((ln for ln in reversed(stderr_tail.splitlines()) if ln.strip()), "")
-    return "failed", f"exit code {rc}: {last}".strip()
+    exceptions = [ln for ln in stderr_tail.splitlines() if EXCEPTION_LINE.match(ln)]
+    last = exceptions[-1] if exceptions else next((ln for ln in reversed(stderr_tail.splitlines()) if ln.strip()), "")
+    return "failed", f"exit code {rc}: {last.strip()}"
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -35,7 +35,7 @@ from harness.errors import XeonftError
 Pinning = Literal["none", "cores", "numa"]
 Allocator = Literal["default", "jemalloc", "tcmalloc"]
 # inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
-# (every step made about 25% slower). It is not part of a cell's identity when result sets are matched.
+# (every step made a quarter to a third slower). It is not part of a cell's identity when result sets are matched.
 Fault = Literal["none", "crash", "hang", "oom", "slow"]
 
 

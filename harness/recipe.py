@@ -117,6 +117,10 @@ def build_trainer(
     A callback with an `on_batch(tokens, sequences)` method is also told what each micro-batch holds.
     """
     model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        # Checkpointed blocks over frozen embeddings need inputs that require grad; trl >= 1 does this for a
+        # peft model it is handed, trl 0.18 (the seed-2025 stack) only for one it wraps itself.
+        model.enable_input_require_grads()
     trainer = _measured_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, has_eval=eval_ds is not None),
