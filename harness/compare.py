@@ -27,6 +27,11 @@ class CellSamples:
     tokens_per_s: list[float] = field(default_factory=list)
     losses: dict[int, list[float]] = field(default_factory=dict)
     eval_losses: list[float] = field(default_factory=list)
+    disturbed: bool = False
+
+
+# Statuses whose measurements are used; a disturbed cell's numbers are kept and flagged in the notes.
+MEASURED = ("ok", "disturbed")
 
 
 @dataclass
@@ -60,10 +65,10 @@ def collect(store: ResultStore) -> dict[str, CellSamples]:
         if key is None:
             continue
         cell = out.setdefault(key, CellSamples(label=_label(r), status=r["status"]))
-        if r["status"] == "ok" or cell.status != "ok":
-            cell.status = "ok" if r["status"] == "ok" or cell.status == "ok" else r["status"]
-        if r["status"] not in ("ok", "disturbed"):
+        if r["status"] not in MEASURED:
             continue
+        cell.status = "ok"  # at least one repeat measured (a disturbed one counts, and is noted)
+        cell.disturbed = cell.disturbed or r["status"] == "disturbed"
         res = r.get("result") or {}
         warm = (res.get("summary") or {}).get("warmup_steps", 0)
         for st in (res.get("steps") or [])[warm:]:
@@ -108,6 +113,8 @@ def compare_cell(base: CellSamples, new: CellSamples, threshold: float, alpha: f
     from scipy import stats
 
     c = Comparison(cell=new.label, verdict="unchanged", n_base=len(base.tokens_per_s), n_new=len(new.tokens_per_s))
+    if base.disturbed or new.disturbed:
+        c.note = "measured while other processes used the CPU (disturbed): treat with care"
     if base.status == "ok" and new.status != "ok":
         c.verdict, c.note = "failed", f"ok in base, {new.status} in new"
         return c
@@ -127,7 +134,7 @@ def compare_cell(base: CellSamples, new: CellSamples, threshold: float, alpha: f
     elif c.p_value < alpha and c.ratio > 1 + threshold:
         c.verdict = "faster"
     elif c.p_value >= alpha and min(c.n_base, c.n_new) < 8:
-        c.note = "few samples: only large, consistent changes can reach significance"
+        c.note = "; ".join(filter(None, [c.note, "few samples: only large, consistent changes reach significance"]))
     c.loss_drift, c.eval_loss_drift = _loss_drift(base, new)
     drifts = [d for d in (c.loss_drift, c.eval_loss_drift) if d is not None]
     c.loss_changed = bool(drifts) and max(drifts) > loss_tolerance

@@ -126,8 +126,11 @@ def gguf_to_safetensors(gguf: Path) -> Path:
 
 
 def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 0) -> Any:
-    """A Llama with a real architecture and random weights: the same compute as the real model."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A Llama with a real architecture and random weights: the same compute as the real model.
+
+    Built directly in `dtype`: an 8B shape made in fp32 first would need 32 GB before its conversion.
+    """
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     if shape not in SHAPES:
         raise XeonftError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
@@ -144,7 +147,7 @@ def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config).to(dtype)
+    return AutoModelForCausalLM.from_config(config, **dtype_kwarg(dtype))
 
 
 def _default_dir() -> Path:
