@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="result set folder (default: results/<matrix name>)")
     r.add_argument("--resume", action="store_true", help="continue a result set, skipping cells already done")
     r.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed/oom/timeout cells")
+    r.add_argument("--node-rank", type=int, help="this machine's rank in a multi-node matrix (nnodes > 1)")
+    mg = sub.add_parser("merge", help="merge the result sets of several machines (or runs) of one sweep")
+    mg.add_argument("results", nargs="+", help="result set folders")
+    mg.add_argument("--out", required=True, help="the merged result set's folder")
     rep = sub.add_parser("report", help="render a result set: HTML, Markdown, CSV and plots")
     rep.add_argument("results", help="result set folder (results/<name>)")
     rep.add_argument("--baseline", help="cell to compare against, e.g. precision=bf16-autocast,batch_size=4 "
@@ -77,6 +81,14 @@ def _env(args: argparse.Namespace) -> int:
         made = set(envs.created())
         for name in envs.available():
             print(f"{name:16} {'created: ' + str(envs.env_dir(name)) if name in made else 'not created'}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from harness.merge import merge
+
+    store = merge(args.results, args.out)
+    print(f"merged {len(store.records())} cells into {store.root}")
     return 0
 
 
@@ -126,12 +138,14 @@ def _run(args: argparse.Namespace) -> int:
     from harness.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
+    if args.node_rank is not None:
+        matrix = matrix.for_node(args.node_rank)
     run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed)
     return 0
 
 
 VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
-         "env": _env}
+         "env": _env, "merge": _merge}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ process tree from outside (memory, foreign CPU load), and turns what happened in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -26,13 +27,15 @@ from rich.table import Table
 from harness import envs
 from harness.fingerprint import environment_key, find_allocator, fingerprint, safe_env
 from harness.matrix import CellSpec, Matrix
-from harness.metrics import TreeSampler
+from harness.metrics import TreeSampler, combine_ranks
 from harness.store import ResultStore
 from harness.topology import Placement, cores, numactl, place
-from harness.worker import PROGRESS_PREFIX
+from harness.worker import PLACEMENTS_VAR, PROGRESS_PREFIX
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")  # a traceback's last line
+# torchrun's summary of the first rank that failed
+TORCHRUN_ROOT_CAUSE = re.compile(r"rank\s*:\s*(?P<rank>\d+).*?\n\s*exitcode\s*:\s*(?P<code>-?\d+)", re.S)
 OOM_MARKERS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 # jemalloc settings from torch.backends.xeon.run_cpu: keep freed memory, avoid returning it to the OS each step.
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"
@@ -73,8 +76,38 @@ def cell_placement(spec: CellSpec) -> Placement | None:
         raise Unavailable(str(err)) from None
 
 
+def rank_placements(spec: CellSpec) -> list[Placement]:
+    """Disjoint cores for each local rank ('none' pinning means 'cores' here: ranks must not share cores)."""
+    pinning = "cores" if spec.launch.pinning == "none" else spec.launch.pinning
+    try:
+        out = [place(pinning, spec.config.threads, rank=r, ranks=spec.launch.ranks) for r in range(spec.launch.ranks)]
+    except ValueError as err:
+        raise Unavailable(str(err)) from None
+    return [p for p in out if p is not None]
+
+
+def is_distributed(spec: CellSpec) -> bool:
+    return spec.launch.ranks > 1 or spec.launch.nnodes > 1
+
+
+def _torchrun(spec: CellSpec, python: str, spec_path: Path, result_path: Path) -> list[str]:
+    """PyTorch's own launcher: one process per rank, rendezvous over c10d (loopback on one node)."""
+    launch = spec.launch
+    cmd = [python, "-m", "torch.distributed.run", f"--nproc-per-node={launch.ranks}", "--max-restarts=0"]
+    if launch.nnodes == 1:
+        cmd.append("--standalone")
+    else:
+        cmd += [f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={launch.rdzv_endpoint}", f"--rdzv-id=xeonft-{spec.match_key()}-{spec.repeat}"]
+    return [*cmd, "--module", "harness.worker", str(spec_path), str(result_path)]
+
+
 def _command(spec: CellSpec, spec_path: Path, result_path: Path, placement: Placement | None) -> tuple[list[str], str]:
-    worker = [envs.interpreter(spec.launch.env), "-m", "harness.worker", str(spec_path), str(result_path)]
+    python = envs.interpreter(spec.launch.env)
+    if is_distributed(spec):
+        return _torchrun(spec, python, spec_path, result_path), "per-rank (numactl)" if numactl() else \
+            "per-rank (sched_setaffinity)"
+    worker = [python, "-m", "harness.worker", str(spec_path), str(result_path)]
     if placement is None:
         return worker, "none"
     tool = numactl()
@@ -94,6 +127,14 @@ def _classify(rc: int | None, timed_out: bool, stderr_tail: str) -> tuple[str, s
         return "oom", "killed by SIGKILL (the kernel's OOM killer, most likely)"
     if rc is not None and rc < 0:
         return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
+    root = stderr_tail.rfind("Root Cause")
+    died = TORCHRUN_ROOT_CAUSE.search(stderr_tail, root if root >= 0 else 0)
+    if died:
+        code = int(died.group("code"))
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        errors = [ln for ln in stderr_tail.splitlines() if ln.startswith("xeonft: error:")]
+        detail = f": {errors[-1].removeprefix('xeonft: error:').strip()}" if errors else ""
+        return "failed", f"rank {died.group('rank')} died ({how}){detail}; torchrun stopped the other ranks"
     lines = [ln for ln in stderr_tail.splitlines() if ln.startswith("xeonft: error:")]
     if lines:
         return "failed", lines[-1].removeprefix("xeonft: error:").strip()
@@ -112,14 +153,20 @@ def _tail(path: Path, lines: int = 40) -> str:
 def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[int, int], None] | None = None,
              disturbance_cores: float = 0.25) -> dict[str, Any]:
     """Run one cell in its own process and return its record (the caller stores it)."""
-    import json
-
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record: dict[str, Any] = {"key": key, "match_key": spec.match_key(), "repeat": spec.repeat,
                               "spec": spec.model_dump(mode="json"), "started": started}
+    placements: list[Placement] = []
     try:
-        placement = cell_placement(spec)
-        env = cell_env(spec, placement)
+        if is_distributed(spec):
+            placement = None
+            placements = rank_placements(spec)
+            # no OpenMP binding for torchrun itself: its children would inherit its bound CPU; each rank binds itself
+            env = cell_env(spec, None)
+            env[PLACEMENTS_VAR] = json.dumps([{"cpus": list(p.cpus), "mem_node": p.mem_node} for p in placements])
+        else:
+            placement = cell_placement(spec)
+            env = cell_env(spec, placement)
     except Unavailable as err:
         return {**record, "status": "unavailable", "reason": str(err), "finished": started}
 
@@ -155,7 +202,12 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
         store.redact_file(log_path)
         tail = _tail(log_path)
         status, reason = _classify(proc.returncode, timed_out, tail)
-        result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
+        if is_distributed(spec):
+            rank_files = sorted(Path(tmp).glob("result.rank*.json"))
+            ranks = [json.loads(f.read_text(encoding="utf-8")) for f in rank_files]
+            result = _combine(ranks, spec, sampler) if ranks and status == "ok" else None
+        else:
+            result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
     if status == "ok" and result is None:
         status, reason = "failed", "the worker exited 0 without writing a result"
     if timed_out:
@@ -170,12 +222,32 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         launch={"command": cmd, "binding_method": method,
                 "placement": {"cpus": list(placement.cpus), "mem_node": placement.mem_node} if placement else None,
+                "rank_placements": [{"cpus": list(p.cpus), "mem_node": p.mem_node} for p in placements] or None,
                 "env": safe_env(env)},
         memory=memory, result=result, log=str(log_path.relative_to(store.root)),
     )
     if status != "ok":
         record["stderr_tail"] = tail
     return record
+
+
+def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler) -> dict[str, Any]:
+    """One result from the ranks of this node: global steps and throughput, per-rank memory and binding."""
+    ranks = sorted(ranks, key=lambda r: r["rank"])
+    combined = combine_ranks(ranks, spec.warmup_steps)
+    per_rank = []
+    for r in ranks:
+        per_rank.append({
+            "rank": r["rank"], "local_rank": r["local_rank"], "pid": r["pid"], "binding": r["binding"],
+            "torch_threads": r["torch_threads"], "lora_checksum": r["lora_checksum"], "summary": r["summary"],
+            "steps": r["steps"], "peak_rss_bytes": sampler.peak_rss_by_pid.get(r["pid"]),
+            "peak_uss_bytes": sampler.peak_uss_by_pid.get(r["pid"]),
+        })
+    first = ranks[0]
+    keep = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size")
+    return {**{k: first.get(k) for k in keep}, **combined, "node_rank": spec.launch.node_rank,
+            "ranks_on_this_node": len(ranks), "ranks": per_rank,
+            "rank_peak_rss_sum_bytes": sum(r["peak_rss_bytes"] or 0 for r in per_rank)}
 
 
 def _read_progress(proc: subprocess.Popen, on_step: Callable[[int, int], None] | None) -> None:

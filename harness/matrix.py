@@ -16,7 +16,8 @@ A matrix is YAML:
     variables: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment variables for every cell
 
 Any FinetuneConfig field can be an axis; so can the launcher's own settings: pinning, allocator, env (a library
-environment made by `xeonft env create`; `default` is xeonft's own interpreter) and inject_fault.
+environment made by `xeonft env create`; `default` is xeonft's own interpreter), ranks (data-parallel processes
+per node, launched by torchrun), nnodes / node_rank / rdzv_endpoint (several machines) and inject_fault.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class LaunchSettings(BaseModel):
     allocator: Allocator = "default"
     env: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     inject_fault: Fault = "none"
+    # Data parallelism (torchrun): ranks per node, and for several machines the rendezvous settings.
+    ranks: int = Field(default=1, ge=1)
+    nnodes: int = Field(default=1, ge=1)
+    node_rank: int = Field(default=0, ge=0)
+    rdzv_endpoint: str | None = None
 
 
 LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
@@ -101,9 +107,11 @@ class CellSpec(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def match_key(self) -> str:
-        """A hash of the definition alone (no environment, repeat or injected fault): how result sets match."""
+        """A hash of the definition alone (no environment, repeat, injected fault or node rank): how result sets
+        are matched, and how the nodes of one multi-node cell find each other when merged."""
         text = json.dumps(self.model_dump(mode="json", exclude={"timeout_s": True, "repeat": True,
-                                                               "launch": {"inject_fault"}}), sort_keys=True)
+                                                               "launch": {"inject_fault", "node_rank"}}),
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -115,6 +123,16 @@ class Matrix(BaseModel):
     axes: dict[str, list[Any]]
     document: dict[str, Any]
     disturbance_cores: float
+
+    def for_node(self, node_rank: int) -> Matrix:
+        """The same matrix as run by machine `node_rank` of a multi-node sweep."""
+        if not any(c.launch.nnodes > 1 for c in self.cells):
+            raise XeonftError("--node-rank needs a matrix with nnodes > 1")
+        if any(node_rank >= c.launch.nnodes for c in self.cells):
+            raise XeonftError(f"node rank {node_rank} is not below nnodes")
+        cells = [c.model_copy(update={"launch": c.launch.model_copy(update={"node_rank": node_rank})})
+                 for c in self.cells]
+        return self.model_copy(update={"cells": cells})
 
 
 def _check_names(where: str, keys: list[str], errors: list[str]) -> None:
@@ -177,6 +195,9 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
             launch = LaunchSettings(**launch_values)
         except ValidationError as err:
             errors.append(explain(err, where, known=LAUNCH_KEYS))
+            continue
+        if launch.nnodes > 1 and not launch.rdzv_endpoint:
+            errors.append(f"{where}: nnodes {launch.nnodes} needs rdzv_endpoint (host:port of node 0)")
             continue
         try:
             cfg = build_config({**recipe_values, **config_values}, source=where)

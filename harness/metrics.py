@@ -31,6 +31,7 @@ class StepRecord:
     tokens: int
     sequences: int
     loss: float | None = None
+    allreduce_seconds: float = 0.0
 
 
 class StepTracker(TrainerCallback):
@@ -50,6 +51,11 @@ class StepTracker(TrainerCallback):
         self._tokens = 0
         self._sequences = 0
         self._data_seconds = 0.0
+        self._allreduce_seconds = 0.0
+
+    def on_allreduce(self, seconds: float) -> None:
+        """One gradient bucket's all-reduce, from launch to completion (it may overlap the backward pass)."""
+        self._allreduce_seconds += seconds
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._last_event = time.perf_counter()
@@ -67,8 +73,10 @@ class StepTracker(TrainerCallback):
         compute = now - self._t_begin
         self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
                                      compute_seconds=compute, data_seconds=self._data_seconds,
-                                     tokens=self._tokens, sequences=self._sequences))
+                                     tokens=self._tokens, sequences=self._sequences,
+                                     allreduce_seconds=self._allreduce_seconds))
         self._tokens = self._sequences = 0
+        self._allreduce_seconds = 0.0
         self._last_event = now
         if self._on_step is not None:
             self._on_step(state.global_step, state.max_steps)
@@ -112,6 +120,7 @@ class StepTracker(TrainerCallback):
             "tokens_per_second": tokens / seconds if seconds > 0 else None,
             "sequences_per_second": sequences / seconds if seconds > 0 else None,
             "data_seconds": sum(s.data_seconds for s in measured),
+            "allreduce_seconds": sum(s.allreduce_seconds for s in measured),
             "eval_seconds": sum(e["seconds"] for e in self.evals),
             "evals": len(self.evals),
             "tokens_all_steps": sum(s.tokens for s in self.steps),
@@ -125,6 +134,35 @@ class StepTracker(TrainerCallback):
 
     def records(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.steps]
+
+    @classmethod
+    def from_records(cls, steps: list[dict[str, Any]]) -> StepTracker:
+        tracker = cls()
+        tracker.steps = [StepRecord(**s) for s in steps]
+        return tracker
+
+
+def combine_ranks(ranks: list[dict[str, Any]], warmup_steps: int) -> dict[str, Any]:
+    """Global figures of a data-parallel cell from its ranks' own results.
+
+    Every step is a global step: its tokens and sequences are summed over the ranks and its time is the slowest
+    rank's (they wait for each other in the all-reduce). Throughput is then global tokens over that time, never an
+    average of per-rank throughputs. The loss is rank 0's (the trainer logs the mean across ranks there).
+    """
+    by_rank = sorted(ranks, key=lambda r: r["rank"])
+    n_steps = min(len(r["steps"]) for r in by_rank)
+    steps = []
+    for i in range(n_steps):
+        per = [r["steps"][i] for r in by_rank]
+        slowest = max(per, key=lambda s: s["seconds"])
+        steps.append({**slowest, "tokens": sum(s["tokens"] for s in per),
+                      "sequences": sum(s["sequences"] for s in per), "loss": per[0].get("loss"),
+                      "allreduce_seconds": max(s.get("allreduce_seconds", 0.0) for s in per)})
+    tracker = StepTracker.from_records(steps)
+    tracker.evals = by_rank[0].get("evals", [])
+    trl_tokens = [r["summary"].get("trl_num_tokens") for r in by_rank]
+    tracker.trl_num_tokens = trl_tokens[0]  # trl gathers its count across ranks already
+    return {"summary": tracker.summary(warmup_steps), "steps": tracker.records(), "evals": tracker.evals}
 
 
 @dataclass
@@ -143,6 +181,8 @@ class TreeSampler:
     peak_uss: int = 0
     samples: int = 0
     foreign_cores: list[float] = field(default_factory=list)
+    peak_rss_by_pid: dict[int, int] = field(default_factory=dict)
+    peak_uss_by_pid: dict[int, int] = field(default_factory=dict)
     timeline: list[tuple[float, int]] = field(default_factory=list)
     _me_start: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -192,7 +232,9 @@ class TreeSampler:
             rss = 0
             for p in procs:
                 with contextlib.suppress(psutil.Error):
-                    rss += p.memory_info().rss
+                    mine_rss = p.memory_info().rss
+                    rss += mine_rss
+                    self.peak_rss_by_pid[p.pid] = max(self.peak_rss_by_pid.get(p.pid, 0), mine_rss)
             self.peak_rss = max(self.peak_rss, rss)
             self.samples += 1
             grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
@@ -200,15 +242,22 @@ class TreeSampler:
                 uss = 0
                 for p in procs:
                     with contextlib.suppress(psutil.Error):
-                        uss += p.memory_full_info().uss
+                        mine_uss = p.memory_full_info().uss
+                        uss += mine_uss
+                        self.peak_uss_by_pid[p.pid] = max(self.peak_uss_by_pid.get(p.pid, 0), mine_uss)
                 self.peak_uss = max(self.peak_uss, uss)
                 last_uss, rss_at_uss = now, rss
             if now - last_t >= 1.0:
                 procs = self._tree()
+                # Each live member's own CPU plus that of its children already reaped (short-lived helpers
+                # would otherwise count as foreign); a member that has gone is dropped, as its time now sits
+                # in its parent's children_* counters.
+                live: dict[int, float] = {}
                 for p in procs:
                     with contextlib.suppress(psutil.Error):
                         t = p.cpu_times()
-                        known[p.pid] = t.user + t.system
+                        live[p.pid] = t.user + t.system + t.children_user + t.children_system
+                known = live or known
                 busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
                 foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
                 self.foreign_cores.append(max(0.0, foreign / (now - last_t)))

@@ -22,7 +22,7 @@ GIB = 2**30
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "seq_len", "threads", "gradient_checkpointing",
                 "packing", "lora_r")
-LAUNCH_COLUMNS = ("pinning", "allocator", "env", "inject_fault")
+LAUNCH_COLUMNS = ("pinning", "allocator", "env", "inject_fault", "ranks", "nnodes")
 
 
 def cells_frame(store: ResultStore) -> pd.DataFrame:
@@ -54,6 +54,9 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "peak_rss_gib": mem.get("peak_rss_bytes", 0) / GIB if mem else None,
             "peak_uss_gib": mem.get("peak_uss_bytes", 0) / GIB if mem else None,
             "foreign_cpu_cores": mem.get("foreign_cpu_cores_mean"),
+            "world_size": res.get("world_size", 1),
+            "cores": _cores(r),
+            "allreduce_s": s.get("allreduce_seconds"),
             "wall_s": r.get("wall_seconds"),
         })
         rows.append(row)
@@ -66,10 +69,22 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
     return df
 
 
+def _cores(record: dict[str, Any]) -> int | None:
+    """Physical cores the cell used, over all its ranks and nodes."""
+    launch = record.get("launch") or {}
+    world = (record.get("result") or {}).get("world_size", 1)
+    if launch.get("rank_placements"):
+        return len(launch["rank_placements"][0]["cpus"]) * world
+    if launch.get("placement"):
+        return len(launch["placement"]["cpus"])
+    threads = (launch.get("env") or {}).get("OMP_NUM_THREADS")
+    return int(threads) if threads and threads.isdigit() else None
+
+
 def variant_label(row: Any, axes: list[str]) -> str:
     """A cell's name without its batch size (plots put batch size on the x axis)."""
     keys = [a for a in axes if a != "batch_size"] or ["precision", "backend"]
-    return " / ".join(str(row.get(k)) for k in keys)
+    return " / ".join(str(v) if isinstance(v := row.get(k), str) else f"{k}={v}" for k in keys)
 
 
 def steps_frame(store: ResultStore, df: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +128,22 @@ def baseline_rows(df: pd.DataFrame, selector: dict[str, Any]) -> pd.DataFrame:
     for k, v in selector.items():
         mask &= df[k].astype(str) == str(v)
     return df[mask]
+
+
+def scaling_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells of a sweep over ranks, with their efficiency against one rank of the same other settings."""
+    ok = df[df["status"] == "ok"].copy()
+    if ok.empty or "world_size" not in ok or ok["world_size"].nunique() < 2:
+        return pd.DataFrame()
+    axes = [a for a in df.attrs.get("axes", []) if a not in ("ranks", "nnodes", "node_rank")]
+    ok["setting"] = ok.apply(lambda row: " / ".join(f"{a}={row.get(a)}" for a in axes) or "all", axis=1)
+    ok["per_core"] = ok["tokens_per_s"] / ok["cores"].astype(float)
+    single = ok[ok["world_size"] == 1].groupby("setting")["per_core"].median()
+    ok = ok[ok["setting"].isin(single.index)]
+    # tokens/s per core against one rank's tokens/s per core: 1.0 is perfect scaling, whether the ranks split one
+    # machine's cores or each brings its own
+    ok["efficiency"] = ok["per_core"] / ok["setting"].map(single)
+    return ok
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
@@ -176,6 +207,23 @@ def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: f
         ax.set(xlabel="batch size", ylabel="peak RSS of the process tree (GiB)", title="Peak memory")
         ax.set_ylim(bottom=0)
         save("memory", fig, "Peak resident memory of each cell's whole process tree, sampled at 10 Hz.")
+
+    scaling = scaling_frame(df)
+    if not scaling.empty:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+        sns.pointplot(data=scaling, x="world_size", y="tokens_per_s", hue="setting", estimator="median",
+                      errorbar=("pi", 100), ax=left)
+        left.set(xlabel="data-parallel ranks (all nodes)", ylabel="global non-padding tokens / s",
+                 title="Throughput against ranks")
+        left.set_ylim(bottom=0)
+        sns.pointplot(data=scaling, x="world_size", y="efficiency", hue="setting", estimator="median",
+                      errorbar=None, legend=False, ax=right)
+        right.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        right.set(xlabel="data-parallel ranks (all nodes)", ylabel="tokens/s per core, relative to 1 rank",
+                  title="Scaling efficiency (per core)")
+        right.set_ylim(bottom=0)
+        save("scaling", fig, "Global tokens per second (all ranks' tokens over the step time), and tokens per "
+                             "second per core against one rank of the same setting (1.0 = perfect scaling).")
 
     if not steps.empty and "loss" in steps:
         train = steps.dropna(subset=["loss"])

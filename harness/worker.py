@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -17,6 +18,46 @@ from pathlib import Path
 from typing import Any
 
 PROGRESS_PREFIX = "@@xeonft"
+PLACEMENTS_VAR = "XEONFT_RANK_PLACEMENTS"  # JSON list, one {cpus, mem_node} per local rank, set by the launcher
+BOUND_VAR = "XEONFT_BOUND"
+
+
+def world() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) outside it."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def bind_rank(argv: list[str]) -> None:
+    """Put this rank on its own cores (and memory node) before torch loads: numactl by re-exec, where installed
+    (the pid torchrun watches stays the same), else sched_setaffinity; OMP_NUM_THREADS = its core count."""
+    placements = os.environ.get(PLACEMENTS_VAR)
+    if not placements or os.environ.get(BOUND_VAR):
+        return
+    _, local_rank, _ = world()
+    mine = json.loads(placements)[local_rank]
+    cpus, node = mine["cpus"], mine.get("mem_node")
+    os.environ.update(OMP_NUM_THREADS=str(len(cpus)), MKL_NUM_THREADS=str(len(cpus)), OMP_PROC_BIND="close",
+                      OMP_PLACES="cores", **{BOUND_VAR: "1"})
+    numactl = shutil.which("numactl")
+    if numactl:
+        args = [numactl, f"--physcpubind={','.join(map(str, cpus))}"]
+        if node is not None:
+            args.append(f"--membind={node}")
+        os.execv(numactl, [*args, sys.executable, "-m", "harness.worker", *argv])
+    os.sched_setaffinity(0, cpus)
+
+
+def lora_checksum(model: Any) -> str:
+    """A digest of every trainable (LoRA) weight: equal on every rank when data parallelism kept them in sync."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _progress(step: int, total: int) -> None:
@@ -55,8 +96,11 @@ def run_cell(spec: Any) -> dict[str, Any]:
     from harness.topology import current_binding
 
     cfg = spec.config
-    if cfg.threads:
+    rank, local_rank, world_size = world()
+    if cfg.threads and world_size == 1:
         torch.set_num_threads(cfg.threads)
+    elif os.environ.get(PLACEMENTS_VAR):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     set_seed(cfg.seed)
     t0 = time.perf_counter()
     train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
@@ -66,7 +110,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
 
     def on_step(step: int, total: int) -> None:
         _progress(step, total)
-        if step == 1 and fault in ("crash", "hang", "oom"):
+        if step == 1 and fault in ("crash", "hang", "oom") and rank == world_size - 1:  # the last rank dies
             _inject(fault)
 
     tracker = StepTracker(on_step=on_step)
@@ -97,6 +141,11 @@ def run_cell(spec: Any) -> dict[str, Any]:
         "binding": current_binding(),
         "versions": versions(),
         "dynamo": _dynamo_counters() if cfg.backend == "compile" else {},
+        "rank": rank,
+        "local_rank": local_rank,
+        "world_size": world_size,
+        "pid": os.getpid(),
+        "lora_checksum": lora_checksum(peft_model),
     }
 
 
@@ -109,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from pydantic import ValidationError
 
-    spec_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
+    args = list(argv if argv is not None else sys.argv[1:])
+    bind_rank(args)
+    spec_path, result_path = args[:2]
+    rank, _, world_size = world()
+    if world_size > 1:  # every rank writes its own result beside the path it was given
+        result_path = str(Path(result_path).with_name(f"result.rank{rank}.json"))
     try:
         spec = CellSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
     except ValidationError as err:
