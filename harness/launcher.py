@@ -65,6 +65,8 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
         env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD")) if p)
         if spec.launch.allocator == "jemalloc":
             env["MALLOC_CONF"] = JEMALLOC_CONF
+    if spec.launch.isa != "default":
+        env["ONEDNN_MAX_CPU_ISA"] = spec.launch.isa.upper()
     env.update(dict(spec.variables))
     return env
 

@@ -34,6 +34,7 @@ from harness.config import FinetuneConfig, base_values, build_config, explain, r
 from harness.errors import XeonftError
 
 Pinning = Literal["none", "cores", "numa"]
+Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2"]
 Allocator = Literal["default", "jemalloc", "tcmalloc"]
 # inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
 # (every step made a quarter to a third slower). It is not part of a cell's identity when result sets are matched.
@@ -49,6 +50,8 @@ class LaunchSettings(BaseModel):
     allocator: Allocator = "default"
     env: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     inject_fault: Fault = "none"
+    # oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA): measures the AMX speedup on one machine, in one sweep
+    isa: Isa = "default"
     # Data parallelism (torchrun): ranks per node, and for several machines the rendezvous settings.
     ranks: int = Field(default=1, ge=1)
     nnodes: int = Field(default=1, ge=1)

@@ -22,7 +22,7 @@ GIB = 2**30
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "seq_len", "threads", "gradient_checkpointing",
                 "packing", "lora_r")
-LAUNCH_COLUMNS = ("pinning", "allocator", "env", "inject_fault", "ranks", "nnodes")
+LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes")
 
 
 def cells_frame(store: ResultStore) -> pd.DataFrame:
@@ -54,6 +54,9 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "peak_rss_gib": mem.get("peak_rss_bytes", 0) / GIB if mem else None,
             "peak_uss_gib": mem.get("peak_uss_bytes", 0) / GIB if mem else None,
             "foreign_cpu_cores": mem.get("foreign_cpu_cores_mean"),
+            "gemm_kernel": _top_gemm(res.get("onednn")),
+            "amx_share": (res.get("onednn") or {}).get("amx_share"),
+            "bf16_on_amx": (res.get("onednn") or {}).get("bf16_gemm_on_amx"),
             "world_size": res.get("world_size", 1),
             "cores": _cores(r),
             "allreduce_s": s.get("allreduce_seconds"),
@@ -67,6 +70,23 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
     df.attrs["axes"] = axes
     df["variant"] = df.apply(lambda row: variant_label(row, axes), axis=1)
     return df
+
+
+def _top_gemm(onednn: dict[str, Any] | None) -> str | None:
+    """The oneDNN GEMM kernel that took the most time in the probed step (it names the ISA)."""
+    gemm = [k for k in (onednn or {}).get("kernels", []) if k["kind"] in ("matmul", "inner_product", "convolution")]
+    return max(gemm, key=lambda k: k["ms"])["impl"] if gemm else None
+
+
+def flags(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose numbers stand but should not be trusted blindly: bf16 without AMX, disturbed."""
+    rows = []
+    for _, r in df.iterrows():
+        if r["status"] in ("ok", "disturbed") and str(r.get("precision", "")).startswith("bf16") \
+                and r.get("bf16_on_amx") is False:
+            rows.append({"variant": r["variant"], "batch_size": r["batch_size"], "repeat": r["repeat"],
+                         "flag": f"bf16 without AMX: GEMMs ran on {r.get('gemm_kernel') or 'no oneDNN kernel'}"})
+    return pd.DataFrame(rows)
 
 
 def _cores(record: dict[str, Any]) -> int | None:
@@ -158,6 +178,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         sequences_per_s=("sequences_per_s", "median"), step_s_p50=("step_s_p50", "median"),
         peak_rss_gib=("peak_rss_gib", "max"), peak_uss_gib=("peak_uss_gib", "max"),
         eval_loss=("eval_loss", "median"), precision=("precision", "first"), backend=("backend", "first"),
+        gemm_kernel=("gemm_kernel", "first"),
     ).reset_index()
     return agg.sort_values("tokens_per_s", ascending=False, ignore_index=True)
 
@@ -274,10 +295,11 @@ def _top_table(agg: pd.DataFrame, base_tps: float | None) -> pd.DataFrame:
     if agg.empty:
         return agg
     top = agg[["variant", "batch_size", "tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "repeats",
-               "sequences_per_s", "peak_rss_gib", "eval_loss"]].copy()
+               "sequences_per_s", "peak_rss_gib", "eval_loss", "gemm_kernel"]].copy()
     top.insert(3, "speedup", top["tokens_per_s"] / base_tps if base_tps else None)
     return top.rename(columns={"tokens_per_s": "tok/s (median)", "tokens_per_s_min": "min", "tokens_per_s_max": "max",
-                               "sequences_per_s": "seq/s", "peak_rss_gib": "peak RSS GiB", "speedup": "x baseline"})
+                               "sequences_per_s": "seq/s", "peak_rss_gib": "peak RSS GiB", "speedup": "x baseline",
+                               "gemm_kernel": "oneDNN GEMM kernel"})
 
 
 def _fingerprint_rows(fp: dict[str, Any]) -> list[tuple[str, str]]:
@@ -320,6 +342,10 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     figs = _plots(df, steps, agg, base_tps, out_dir)
     top = _top_table(agg, base_tps)
     problems = df[df["status"] != "ok"][["variant", "batch_size", "repeat", "status", "reason"]]
+    flagged = flags(df)
+    if not flagged.empty:
+        problems = pd.concat([problems, flagged.rename(columns={"flag": "reason"}).assign(status="flagged")],
+                             ignore_index=True)
     fp = manifest.get("fingerprint", {})
     meta = {"name": name, "created": manifest.get("created"), "cells": len(df),
             "ok": int((df["status"] == "ok").sum()), "baseline": base_note}
@@ -335,7 +361,7 @@ def _markdown(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, f
              f"{meta['ok']} of {meta['cells']} cells ok; {meta['baseline']}. Throughput is non-padding tokens "
              "trained on per second of measured steps (warm-up, compile and eval excluded).", "",
              "## Cells, fastest first", "", _md_table(top),
-             "## Cells without numbers (failed, out of memory, timed out, unavailable) or disturbed", "",
+             "## Cells without numbers (failed, out of memory, timed out, unavailable), disturbed or flagged", "",
              _md_table(problems), "## Machine", "",
              _md_table(pd.DataFrame(_fingerprint_rows(fp), columns=["", "value"])), "## Figures", ""]
     for path, caption in figs.values():
@@ -367,5 +393,5 @@ def _html(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs:
             f"<p class='lead'>{meta['ok']} of {meta['cells']} cells ok; {e(meta['baseline'])}. Throughput is "
             "non-padding tokens trained on per second of measured steps (warm-up, compile and eval excluded).</p>"
             f"<h2>Cells, fastest first</h2>{_html_table(top)}"
-            f"<h2>Cells without numbers, or disturbed</h2>{_html_table(problems)}"
+            f"<h2>Cells without numbers, disturbed or flagged</h2>{_html_table(problems)}"
             f"<h2>Figures</h2>{imgs}<h2>Machine</h2>{_html_table(machine)}</body></html>")

@@ -48,6 +48,36 @@ def bind_rank(argv: list[str]) -> None:
     os.sched_setaffinity(0, cpus)
 
 
+def _probe_class() -> type:
+    from transformers import TrainerCallback
+
+    from harness.onednn import capture_verbose, summarize
+
+    class Probe(TrainerCallback):
+        """oneDNN's verbose log over one step (the last warm-up step: logging slows it), summarized."""
+
+        def __init__(self, step: int) -> None:
+            self.step, self.summary, self._ctx = step, None, None
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.step >= 1 and state.global_step + 1 == self.step:
+                self._ctx = capture_verbose()
+                self._lines = self._ctx.__enter__()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self._ctx is not None:
+                self._ctx.__exit__(None, None, None)
+                self._ctx = None
+                self.summary = summarize(self._lines)
+
+    return Probe
+
+
+def onednn_probe(step: int) -> Any:
+    """A TrainerCallback made on demand, so that importing the worker stays light."""
+    return _probe_class()(step)
+
+
 def lora_checksum(model: Any) -> str:
     """A digest of every trainable (LoRA) weight: equal on every rank when data parallelism kept them in sync."""
     import hashlib
@@ -114,6 +144,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
             _inject(fault)
 
     tracker = StepTracker(on_step=on_step)
+    probe = onednn_probe(spec.warmup_steps)
     if fault == "slow":  # a real slowdown inside each step, so the step times carry it
         count_batch = tracker.on_batch
 
@@ -124,7 +155,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
 
         tracker.on_batch = slow_batch  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
-        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp), [tracker])
+        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp), [tracker, probe])
         setup_seconds = time.perf_counter() - t0
         trainer.train()
     evals = [e for e in tracker.evals if "eval_loss" in e]
@@ -146,6 +177,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
         "world_size": world_size,
         "pid": os.getpid(),
         "lora_checksum": lora_checksum(peft_model),
+        "onednn": probe.summary,
     }
 
 

@@ -1,0 +1,57 @@
+"""Proof of kernels: oneDNN's verbose log captured, parsed, and the ISA ceiling honoured per cell."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.launcher import run_sweep
+from harness.onednn import capture_verbose, summarize
+from harness.report import cells_frame, flags
+from tests.conftest import tiny_matrix
+
+AMX_LINES = [
+    "onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 and AMX support",
+    "onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx10_1_512_amx,undef,src:bf16::blocked:ab::f0 "
+    "wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,attr-scratchpad:user,,2048x2048:2048x2048,3.0",
+    "onednn_verbose,v1,primitive,exec,cpu,inner_product,brgemm:avx512_core_bf16,forward_training,src:bf16::blocked"
+    ":ab::f0 wei:bf16::blocked:ab::f0,,,mb8ic64oc64,1.0",
+    "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:ab::f0 dst:bf16::blocked:ab::f0"
+    ",,,64x64,0.5",
+]
+
+
+def test_amx_share_is_gemm_time_on_amx_kernels():
+    s = summarize(AMX_LINES)
+    assert s["detected_isa"].endswith("AMX support")
+    assert s["gemm_ms"] == pytest.approx(4.0) and s["amx_share"] == pytest.approx(0.75)
+    assert s["bf16_gemm_calls"] == 2 and s["bf16_gemm_on_amx"]
+    assert [k["impl"] for k in s["kernels"]] == ["brg_matmul:avx10_1_512_amx", "brgemm:avx512_core_bf16", "jit:uni"]
+
+
+def test_a_real_bf16_matmul_is_captured_with_its_kernel():
+    a = torch.randn(128, 128, dtype=torch.bfloat16)
+    with capture_verbose() as lines:
+        torch.mm(a, a)
+    s = summarize(lines)
+    assert s["bf16_gemm_calls"] >= 1 and s["detected_isa"]
+    (kernel,) = [k for k in s["kernels"] if k["kind"] == "matmul"]
+    assert kernel["src_dtype"] == "bf16" and kernel["count"] >= 1
+    assert s["bf16_gemm_on_amx"] == ("amx" in kernel["impl"])
+
+
+def test_the_isa_axis_caps_onednn_and_the_probe_shows_it(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"], "isa": ["default", "avx512_core"]},
+                    exclude=[])
+    store = run_sweep(m, out=tmp_path / "isa")
+    by_isa = {r["axes"]["isa"]: r for r in store.records()}
+    assert by_isa["avx512_core"]["launch"]["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
+    assert "ONEDNN_MAX_CPU_ISA" not in by_isa["default"]["launch"]["env"]
+    capped = by_isa["avx512_core"]["result"]["onednn"]
+    free = by_isa["default"]["result"]["onednn"]
+    assert capped["bf16_gemm_calls"] > 0 and free["bf16_gemm_calls"] > 0
+    assert not capped["bf16_gemm_on_amx"]  # AMX is above the AVX512_CORE ceiling
+    assert {k["impl"] for k in capped["kernels"]} != {k["impl"] for k in free["kernels"]}
+    df = cells_frame(store)
+    flagged = flags(df)
+    assert len(flagged) == int((df["bf16_on_amx"] == False).sum())  # noqa: E712
