@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--alpha", type=float, default=0.01, help="significance level (default 0.01)")
     cmp.add_argument("--loss-tolerance", type=float, default=0.02, help="relative loss drift allowed (default 0.02)")
     cmp.add_argument("--json", help="also write the comparison as JSON to this file")
+    pk = sub.add_parser("peak", help="GEMM throughput here: large squares and a model's own GEMM shapes")
+    pk.add_argument("--size", type=int, default=2048, help="square size (default 2048)")
+    pk.add_argument("--shape", default="llama-3.2-1b", help="model shape whose GEMMs to time")
+    pk.add_argument("--tokens", type=int, default=2048, help="rows of the model GEMMs (tokens per step)")
     env = sub.add_parser("env", help="library environments for the matrix axis `env`")
     env_sub = env.add_subparsers(dest="env_verb", required=True)
     env_create = env_sub.add_parser("create", help="build the venv for envs/NAME.txt")
@@ -81,6 +85,22 @@ def _env(args: argparse.Namespace) -> int:
         made = set(envs.created())
         for name in envs.available():
             print(f"{name:16} {'created: ' + str(envs.env_dir(name)) if name in made else 'not created'}")
+    return 0
+
+
+def _peak(args: argparse.Namespace) -> int:
+    from harness.errors import XeonftError
+    from harness.models import SHAPES
+    from harness.peak import DTYPES, gemm_tflops, model_shapes
+
+    if args.shape not in SHAPES or SHAPES[args.shape]["vocab_size"] is None:
+        raise XeonftError(f"unknown shape '{args.shape}': choose one of {', '.join(s for s in SHAPES if s != 'tiny')}")
+    shapes = {f"square {args.size}": (args.size, args.size, args.size),
+              **{f"{args.shape} {k}": v for k, v in model_shapes(SHAPES[args.shape], args.tokens).items()}}
+    print(f"{'GEMM':32} {'m x k x n':>22} " + " ".join(f"{d + ' TFLOP/s':>13}" for d in DTYPES))
+    for name, (m, k, n) in shapes.items():
+        cols = " ".join(f"{gemm_tflops(m, k, n, d):13.3f}" for d in DTYPES)
+        print(f"{name:32} {f'{m}x{k}x{n}':>22} {cols}")
     return 0
 
 
@@ -145,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
-         "env": _env, "merge": _merge}
+         "env": _env, "merge": _merge, "peak": _peak}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from harness import envs
 from harness.fingerprint import environment_key, find_allocator, fingerprint, safe_env
 from harness.matrix import CellSpec, Matrix
 from harness.metrics import TreeSampler, combine_ranks
+from harness.peak import measure_peak
 from harness.store import ResultStore
 from harness.topology import Placement, cores, numactl, place
 from harness.worker import PLACEMENTS_VAR, PROGRESS_PREFIX
@@ -285,7 +286,14 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     fp = fingerprint()
     env_key = environment_key(fp)
     keys = [c.key(env_key) for c in matrix.cells]
-    store.open(matrix.document, fp, env_key, keys, resume=resume)
+    if store.exists() and not resume:
+        store.open(matrix.document, fp, env_key, keys, resume=False)  # refuses, before the peak is measured
+    peak = None
+    if matrix.peak:
+        console.print("measuring the GEMM peak (2048^3, bf16 and fp32) ...")
+        peak = measure_peak()
+        console.print(f"peak: bf16 {peak['bf16']:.2f} TFLOP/s, fp32 {peak['fp32']:.2f} TFLOP/s")
+    store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak)
     axes = list(matrix.axes)
     todo = [(c, k) for c, k in zip(matrix.cells, keys, strict=True) if store.should_run(k, resume, retry_failed)]
     skipped = len(keys) - len(todo)

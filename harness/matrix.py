@@ -87,6 +87,7 @@ class MatrixFile(BaseModel):
     measure: Measure = Measure()
     timeout_s: float = Field(default=1800, gt=0)
     disturbance_cores: float = Field(default=0.25, gt=0)
+    peak: bool = True  # measure the GEMM peak before the cells (MFU is reported against it)
     variables: dict[str, str] = Field(default_factory=dict)
 
 
@@ -126,6 +127,7 @@ class Matrix(BaseModel):
     axes: dict[str, list[Any]]
     document: dict[str, Any]
     disturbance_cores: float
+    peak: bool = True
 
     def for_node(self, node_rank: int) -> Matrix:
         """The same matrix as run by machine `node_rank` of a multi-node sweep."""
@@ -218,7 +220,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
     if not cells:
         raise XeonftError(f"{source}: every cell is excluded; nothing to run")
     ordered = [c.model_copy(update={"repeat": r}) for r in range(m.repeats) for c in cells]
-    return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores)
+    return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores,
+                  peak=m.peak)
 
 
 def load_matrix(path: str | Path) -> Matrix:

@@ -205,5 +205,8 @@ def resolve_model(
         "vocab_size": model.config.vocab_size,
         "hidden_size": getattr(model.config, "hidden_size", None),
         "num_hidden_layers": getattr(model.config, "num_hidden_layers", None),
+        "num_attention_heads": getattr(model.config, "num_attention_heads", None),
+        "num_key_value_heads": getattr(model.config, "num_key_value_heads", None),
+        "intermediate_size": getattr(model.config, "intermediate_size", None),
     }
     return LoadedModel(model=model, tokenizer=tok, info=info)

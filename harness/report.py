@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import XeonftError
+from harness.flops import cell_efficiency
 from harness.store import ResultStore
 
 GIB = 2**30
@@ -28,6 +29,7 @@ LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks",
 def cells_frame(store: ResultStore) -> pd.DataFrame:
     """One row per cell record: its settings, status and headline numbers (the CSV users load in pandas)."""
     rows = []
+    peak = store.manifest().get("peak_tflops")
     for r in store.records():
         spec = r.get("spec", {})
         cfg, launch = spec.get("config", {}), spec.get("launch", {})
@@ -54,6 +56,8 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "peak_rss_gib": mem.get("peak_rss_bytes", 0) / GIB if mem else None,
             "peak_uss_gib": mem.get("peak_uss_bytes", 0) / GIB if mem else None,
             "foreign_cpu_cores": mem.get("foreign_cpu_cores_mean"),
+            "model_tflops": (eff := cell_efficiency(r, peak))["tflops"],
+            "mfu": eff["mfu"],
             "gemm_kernel": _top_gemm(res.get("onednn")),
             "amx_share": (res.get("onednn") or {}).get("amx_share"),
             "bf16_on_amx": (res.get("onednn") or {}).get("bf16_gemm_on_amx"),
@@ -178,7 +182,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         sequences_per_s=("sequences_per_s", "median"), step_s_p50=("step_s_p50", "median"),
         peak_rss_gib=("peak_rss_gib", "max"), peak_uss_gib=("peak_uss_gib", "max"),
         eval_loss=("eval_loss", "median"), precision=("precision", "first"), backend=("backend", "first"),
-        gemm_kernel=("gemm_kernel", "first"),
+        gemm_kernel=("gemm_kernel", "first"), mfu=("mfu", "median"),
     ).reset_index()
     return agg.sort_values("tokens_per_s", ascending=False, ignore_index=True)
 
@@ -295,11 +299,11 @@ def _top_table(agg: pd.DataFrame, base_tps: float | None) -> pd.DataFrame:
     if agg.empty:
         return agg
     top = agg[["variant", "batch_size", "tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "repeats",
-               "sequences_per_s", "peak_rss_gib", "eval_loss", "gemm_kernel"]].copy()
+               "sequences_per_s", "mfu", "peak_rss_gib", "eval_loss", "gemm_kernel"]].copy()
     top.insert(3, "speedup", top["tokens_per_s"] / base_tps if base_tps else None)
     return top.rename(columns={"tokens_per_s": "tok/s (median)", "tokens_per_s_min": "min", "tokens_per_s_max": "max",
                                "sequences_per_s": "seq/s", "peak_rss_gib": "peak RSS GiB", "speedup": "x baseline",
-                               "gemm_kernel": "oneDNN GEMM kernel"})
+                               "gemm_kernel": "oneDNN GEMM kernel", "mfu": "MFU"})
 
 
 def _fingerprint_rows(fp: dict[str, Any]) -> list[tuple[str, str]]:
@@ -347,6 +351,10 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
         problems = pd.concat([problems, flagged.rename(columns={"flag": "reason"}).assign(status="flagged")],
                              ignore_index=True)
     fp = manifest.get("fingerprint", {})
+    peak = manifest.get("peak_tflops") or {}
+    if peak:
+        base_note += (f"; GEMM peak measured in this sweep: bf16 {peak.get('bf16', 0):.2f}, fp32 "
+                      f"{peak.get('fp32', 0):.2f} TFLOP/s (MFU = model FLOPs/s over the peak of the cell's dtype)")
     meta = {"name": name, "created": manifest.get("created"), "cells": len(df),
             "ok": int((df["status"] == "ok").sum()), "baseline": base_note}
     (out_dir / "report.md").write_text(_markdown(meta, top, problems, fp, figs), encoding="utf-8")

@@ -61,7 +61,7 @@ class ResultStore:
         return self.manifest_path.is_file() or any(self.cells_dir.glob("*.json"))
 
     def open(self, document: dict[str, Any], fingerprint: dict[str, Any], environment: str, keys: list[str],
-             resume: bool) -> None:
+             resume: bool, peak: dict[str, float] | None = None) -> None:
         """Create the result set, or continue one (`resume`); refuse to write over one by accident."""
         if self.exists() and not resume:
             raise XeonftError(f"result set '{self.root}' already exists ({len(self.records())} cells); "
@@ -75,6 +75,7 @@ class ResultStore:
             "matrix": document,
             "environment": environment,
             "fingerprint": fingerprint,
+            "peak_tflops": peak or manifest.get("peak_tflops"),
             "cells": earlier + keys,
         })
 

@@ -90,6 +90,7 @@ def tiny_matrix(rows_file, tokenizer_dir, **changes):
         "exclude": [{"precision": "bf16", "batch_size": 2}],
         "measure": {"warmup_steps": 1, "steps": 3},
         "timeout_s": 120,
+        "peak": False,
     }
     doc.update(changes)
     return parse_matrix(doc)

@@ -42,7 +42,7 @@ def test_a_real_bf16_matmul_is_captured_with_its_kernel():
 
 def test_the_isa_axis_caps_onednn_and_the_probe_shows_it(rows_file, tokenizer_dir, tmp_path):
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"], "isa": ["default", "avx512_core"]},
-                    exclude=[])
+                    exclude=[], peak=True)
     store = run_sweep(m, out=tmp_path / "isa")
     by_isa = {r["axes"]["isa"]: r for r in store.records()}
     assert by_isa["avx512_core"]["launch"]["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE"
@@ -52,6 +52,9 @@ def test_the_isa_axis_caps_onednn_and_the_probe_shows_it(rows_file, tokenizer_di
     assert capped["bf16_gemm_calls"] > 0 and free["bf16_gemm_calls"] > 0
     assert not capped["bf16_gemm_on_amx"]  # AMX is above the AVX512_CORE ceiling
     assert {k["impl"] for k in capped["kernels"]} != {k["impl"] for k in free["kernels"]}
+    peak = store.manifest()["peak_tflops"]
+    assert peak["bf16"] > 0 and peak["fp32"] > 0
     df = cells_frame(store)
+    assert (df["mfu"] > 0).all() and (df["mfu"] < 1).all()
     flagged = flags(df)
     assert len(flagged) == int((df["bf16_on_amx"] == False).sum())  # noqa: E712

@@ -1,0 +1,38 @@
+"""The limit: GEMM throughput of this machine, per dtype, on large squares and on a model's own GEMM shapes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+DTYPES = ("bf16", "fp32")
+
+
+def gemm_tflops(m: int, k: int, n: int, dtype: str, min_seconds: float = 0.5) -> float:
+    """TFLOP/s of (m x k) @ (k x n) with torch, best of repeated timings after a warm-up."""
+    import torch
+
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    a, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
+    for _ in range(2):
+        torch.mm(a, b)
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        dt_s = time.perf_counter() - t0
+        best, spent = min(best, dt_s), spent + dt_s
+    return 2 * m * k * n / best / 1e12
+
+
+def model_shapes(model: dict[str, Any], tokens: int) -> dict[str, tuple[int, int, int]]:
+    """The forward GEMMs of one Llama block (and the LM head) for `tokens` rows."""
+    h, inter, vocab = model["hidden_size"], model["intermediate_size"], model["vocab_size"]
+    kv = h // model["num_attention_heads"] * (model.get("num_key_value_heads") or model["num_attention_heads"])
+    return {"qo_proj": (tokens, h, h), "kv_proj": (tokens, h, kv), "up_gate_proj": (tokens, h, inter),
+            "down_proj": (tokens, inter, h), "lm_head": (tokens, h, vocab)}
+
+
+def measure_peak(size: int = 2048, min_seconds: float = 0.5) -> dict[str, float]:
+    """Square-GEMM TFLOP/s per dtype: the peak that MFU is measured against."""
+    return {dt: gemm_tflops(size, size, size, dt, min_seconds) for dt in DTYPES}
