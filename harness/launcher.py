@@ -237,7 +237,7 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
 def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler) -> dict[str, Any]:
     """One result from the ranks of this node: global steps and throughput, per-rank memory and binding."""
     ranks = sorted(ranks, key=lambda r: r["rank"])
-    combined = combine_ranks(ranks, spec.warmup_steps)
+    combined = combine_ranks(ranks, spec.warmup_steps, spec.measured_steps)
     per_rank = []
     for r in ranks:
         per_rank.append({

@@ -70,6 +70,7 @@ class Measure(BaseModel):
 
     warmup_steps: int = Field(default=1, ge=0)
     steps: int = Field(default=4, ge=1)
+    profile: bool = False  # one extra step after the measured ones, under torch.profiler
 
 
 class MatrixFile(BaseModel):
@@ -100,6 +101,7 @@ class CellSpec(BaseModel):
     launch: LaunchSettings
     warmup_steps: int
     measured_steps: int
+    profile: bool = False
     repeat: int = 0
     variables: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 1800
@@ -192,7 +194,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         where = f"{source}: cell {', '.join(f'{k}={v}' for k, v in values.items()) or '(single)'}"
         launch_values = {k: v for k, v in merged.items() if k in LAUNCH_KEYS}
         config_values = {k: v for k, v in merged.items() if k in CONFIG_KEYS}
-        total = m.measure.warmup_steps + m.measure.steps
+        total = m.measure.warmup_steps + m.measure.steps + int(m.measure.profile)
         config_values.setdefault("eval_steps", total)  # one eval, after the measured steps
         config_values.setdefault("prompts", [])
         config_values.update(max_steps=total, save_checkpoints=False, logging_steps=1)
@@ -210,8 +212,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
             errors.append(str(err))
             continue
         spec = CellSpec(config=cfg, launch=launch, warmup_steps=m.measure.warmup_steps,
-                        measured_steps=m.measure.steps, variables=tuple(sorted(m.variables.items())),
-                        timeout_s=m.timeout_s)
+                        measured_steps=m.measure.steps, profile=m.measure.profile,
+                        variables=tuple(sorted(m.variables.items())), timeout_s=m.timeout_s)
         if spec.key("") not in seen:
             seen.add(spec.key(""))
             cells.append(spec)

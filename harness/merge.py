@@ -34,7 +34,7 @@ def _merge_cell(records: list[dict[str, Any]]) -> dict[str, Any]:
     if len(ranks) != expected:
         return {**merged, "status": "failed", "result": None,
                 "reason": f"merged {len(ranks)} ranks from {len(records)} nodes, expected world size {expected}"}
-    combined = combine_ranks(ranks, first["spec"]["warmup_steps"])
+    combined = combine_ranks(ranks, first["spec"]["warmup_steps"], first["spec"]["measured_steps"])
     result = {**results[0], **combined, "ranks": sorted(ranks, key=lambda r: r["rank"]), "nodes": len(records),
               "rank_peak_rss_sum_bytes": sum(r.get("peak_rss_bytes") or 0 for r in ranks)}
     memory = {"peak_rss_bytes": sum(r["memory"]["peak_rss_bytes"] for r in records),

@@ -101,10 +101,12 @@ class StepTracker(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._last_event = time.perf_counter()
 
-    def summary(self, warmup_steps: int = 0) -> dict[str, Any]:
-        """Throughput over the measured steps (those after `warmup_steps`); warm-up (compile) and eval apart."""
+    def summary(self, warmup_steps: int = 0, measured_steps: int | None = None) -> dict[str, Any]:
+        """Throughput over the measured steps (after `warmup_steps`, `measured_steps` of them when given: a
+        profiled step after them is not measured); warm-up (compile) and eval apart."""
         warm = self.steps[:warmup_steps]
-        measured = self.steps[warmup_steps:]
+        end = None if measured_steps is None else warmup_steps + measured_steps
+        measured = self.steps[warmup_steps:end]
         seconds = sum(s.seconds for s in measured)
         tokens = sum(s.tokens for s in measured)
         sequences = sum(s.sequences for s in measured)
@@ -142,7 +144,7 @@ class StepTracker(TrainerCallback):
         return tracker
 
 
-def combine_ranks(ranks: list[dict[str, Any]], warmup_steps: int) -> dict[str, Any]:
+def combine_ranks(ranks: list[dict[str, Any]], warmup_steps: int, measured_steps: int | None = None) -> dict[str, Any]:
     """Global figures of a data-parallel cell from its ranks' own results.
 
     Every step is a global step: its tokens and sequences are summed over the ranks and its time is the slowest
@@ -162,7 +164,8 @@ def combine_ranks(ranks: list[dict[str, Any]], warmup_steps: int) -> dict[str, A
     tracker.evals = by_rank[0].get("evals", [])
     trl_tokens = [r["summary"].get("trl_num_tokens") for r in by_rank]
     tracker.trl_num_tokens = trl_tokens[0]  # trl gathers its count across ranks already
-    return {"summary": tracker.summary(warmup_steps), "steps": tracker.records(), "evals": tracker.evals}
+    return {"summary": tracker.summary(warmup_steps, measured_steps), "steps": tracker.records(),
+            "evals": tracker.evals}
 
 
 @dataclass

@@ -61,6 +61,7 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "gemm_kernel": _top_gemm(res.get("onednn")),
             "amx_share": (res.get("onednn") or {}).get("amx_share"),
             "bf16_on_amx": (res.get("onednn") or {}).get("bf16_gemm_on_amx"),
+            **{f"time_{k}": v for k, v in ((res.get("profile") or {}).get("share") or {}).items()},
             "world_size": res.get("world_size", 1),
             "cores": _cores(r),
             "allreduce_s": s.get("allreduce_seconds"),
@@ -208,9 +209,10 @@ def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: f
         figs[name] = (path, caption)
 
     if not ok.empty:
+        dodge: float | bool = 0.25 if ok["variant"].nunique() > 1 else False  # seaborn divides by levels - 1
         fig, ax = plt.subplots(figsize=(8, 4.8))
         sns.pointplot(data=ok, x="batch_size", y="tokens_per_s", hue="variant", estimator="median",
-                      errorbar=("pi", 100), dodge=0.25, markers="o", ax=ax)
+                      errorbar=("pi", 100), dodge=dodge, markers="o", ax=ax)
         ax.set(xlabel="per-device batch size (packed sequences per step)", ylabel="non-padding tokens / s",
                title="Training throughput (median of repeats; bars span min-max)")
         ax.set_ylim(bottom=0)
@@ -228,10 +230,24 @@ def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: f
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
         sns.pointplot(data=ok, x="batch_size", y="peak_rss_gib", hue="variant", estimator="max", errorbar=None,
-                      dodge=0.25, ax=ax)
+                      dodge=dodge, ax=ax)
         ax.set(xlabel="batch size", ylabel="peak RSS of the process tree (GiB)", title="Peak memory")
         ax.set_ylim(bottom=0)
         save("memory", fig, "Peak resident memory of each cell's whole process tree, sampled at 10 Hz.")
+
+    shares = [c for c in ok.columns if c.startswith("time_")] if not ok.empty else []
+    if shares:
+        prof = ok.dropna(subset=shares).groupby(["variant", "batch_size"])[shares].median()
+        if not prof.empty:
+            prof.index = [f"{v} bs{b}" for v, b in prof.index]
+            prof.columns = [c.removeprefix("time_") for c in prof.columns]
+            fig, ax = plt.subplots(figsize=(9, 2.4 + 0.45 * len(prof)))
+            (prof * 100).plot.barh(stacked=True, ax=ax, colormap="tab20c")
+            ax.set(xlabel="% of the profiled step's operator self time", ylabel="",
+                   title="Where a training step's time goes (torch.profiler)")
+            ax.legend(fontsize="small", ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+            save("breakdown", fig, "One extra step after the measured ones under torch.profiler: operator self "
+                                   "time by category (LoRA GEMMs count as GEMM).")
 
     scaling = scaling_frame(df)
     if not scaling.empty:

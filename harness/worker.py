@@ -73,6 +73,33 @@ def _probe_class() -> type:
     return Probe
 
 
+def _profiler_class() -> type:
+    from transformers import TrainerCallback
+
+    from harness.profile import categorize, profile_events
+
+    class Profiler(TrainerCallback):
+        """torch.profiler over one extra step after the measured ones (profiling slows the step it covers)."""
+
+        def __init__(self, step: int) -> None:
+            self.step, self.summary, self._prof = step, None, None
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step + 1 == self.step:
+                import torch
+
+                self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self._prof.__enter__()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self._prof is not None:
+                self._prof.__exit__(None, None, None)
+                self.summary = categorize(profile_events(self._prof))
+                self._prof = None
+
+    return Profiler
+
+
 def onednn_probe(step: int) -> Any:
     """A TrainerCallback made on demand, so that importing the worker stays light."""
     return _probe_class()(step)
@@ -145,6 +172,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
 
     tracker = StepTracker(on_step=on_step)
     probe = onednn_probe(spec.warmup_steps)
+    profiler = _profiler_class()(spec.warmup_steps + spec.measured_steps + 1) if spec.profile else None
     if fault == "slow":  # a real slowdown inside each step, so the step times carry it
         count_batch = tracker.on_batch
 
@@ -155,12 +183,13 @@ def run_cell(spec: Any) -> dict[str, Any]:
 
         tracker.on_batch = slow_batch  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
-        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp), [tracker, probe])
+        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp),
+                                [tracker, probe, *([profiler] if profiler else [])])
         setup_seconds = time.perf_counter() - t0
         trainer.train()
     evals = [e for e in tracker.evals if "eval_loss" in e]
     return {
-        "summary": tracker.summary(warmup_steps=spec.warmup_steps),
+        "summary": tracker.summary(warmup_steps=spec.warmup_steps, measured_steps=spec.measured_steps),
         "steps": tracker.records(),
         "evals": tracker.evals,
         "eval_loss": evals[-1]["eval_loss"] if evals else None,
@@ -178,6 +207,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
         "pid": os.getpid(),
         "lora_checksum": lora_checksum(peft_model),
         "onednn": probe.summary,
+        "profile": profiler.summary if profiler else None,
     }
 
 

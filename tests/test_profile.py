@@ -1,0 +1,34 @@
+"""One extra profiled step: categories of operator time, kept out of the measured steps; a one-cell report."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.launcher import run_sweep
+from harness.profile import categorize
+from harness.report import render
+from tests.conftest import tiny_matrix
+
+
+def test_operators_fall_into_categories():
+    out = categorize([("aten::mm", 3.0), ("aten::_scaled_dot_product_flash_attention", 1.0), ("aten::silu", 0.5),
+                      ("Optimizer.step#AdamW.step", 0.25), ("aten::copy_", 0.25), ("aten::embedding", 1.0)])
+    assert out["seconds"]["gemm"] == 3.0 and out["seconds"]["attention"] == 1.0
+    assert out["seconds"]["norm_activation"] == 0.5 and out["seconds"]["optimizer"] == 0.25
+    assert out["seconds"]["casts_copies"] == 0.25 and out["seconds"]["other"] == 1.0
+    assert sum(out["share"].values()) == pytest.approx(1.0) and out["top_ops"][0]["op"] == "aten::mm"
+
+
+def test_a_profiled_step_is_recorded_apart_and_a_one_cell_report_renders(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 3, "profile": True})
+    store = run_sweep(m, out=tmp_path / "p")
+    (record,) = store.records()
+    res = record["result"]
+    assert len(res["steps"]) == 5 and res["summary"]["measured_steps"] == 3
+    measured = res["steps"][1:4]
+    assert res["summary"]["measured_tokens"] == sum(s["tokens"] for s in measured)
+    profile = res["profile"]
+    assert sum(profile["share"].values()) == pytest.approx(1.0) and profile["seconds"]["gemm"] > 0
+    out = render(store.root, out=tmp_path / "r", baseline="precision=bf16")
+    assert (out / "breakdown.png").is_file() and (out / "throughput.png").is_file()
