@@ -103,8 +103,9 @@ def test_a_real_slowed_cell_is_caught_end_to_end(rows_file, tokenizer_dir, tmp_p
     Whether an unslowed rerun is flagged depends on this shared machine's run-to-run noise (tiny steps of a few
     milliseconds), so that half is tested on drawn samples above; here only its losses, which are deterministic.
     """
-    measure = {"warmup_steps": 2, "steps": 10}
-    axes = {"precision": ["fp32"], "pinning": ["cores"]}
+    measure = {"warmup_steps": 2, "steps": 16}
+    # steps of tens of milliseconds, not a few: scheduler jitter must stay small beside the injected slowdown
+    axes = {"precision": ["fp32"], "pinning": ["cores"], "seq_len": [256], "batch_size": [2]}
     base_m = tiny_matrix(rows_file, tokenizer_dir, axes=axes, exclude=[], measure=measure)
     slow_m = tiny_matrix(rows_file, tokenizer_dir, axes={**axes, "inject_fault": ["slow"]}, exclude=[],
                          measure=measure)
