@@ -51,7 +51,9 @@ def test_the_isa_axis_caps_onednn_and_the_probe_shows_it(rows_file, tokenizer_di
     free = by_isa["default"]["result"]["onednn"]
     assert capped["bf16_gemm_calls"] > 0 and free["bf16_gemm_calls"] > 0
     assert not capped["bf16_gemm_on_amx"]  # AMX is above the AVX512_CORE ceiling
-    assert {k["impl"] for k in capped["kernels"]} != {k["impl"] for k in free["kernels"]}
+    cpu = store.manifest()["fingerprint"]["cpu"]["flags"]
+    if cpu["avx512_bf16"] or cpu["amx_bf16"]:  # the ceiling takes away bf16 instructions this CPU has
+        assert {k["impl"] for k in capped["kernels"]} != {k["impl"] for k in free["kernels"]}
     peak = store.manifest()["peak_tflops"]
     assert peak["bf16"] > 0 and peak["fp32"] > 0
     df = cells_frame(store)
