@@ -168,6 +168,17 @@ def combine_ranks(ranks: list[dict[str, Any]], warmup_steps: int, measured_steps
             "evals": tracker.evals}
 
 
+def _sum_over(procs: list[psutil.Process], read: Callable[[psutil.Process], int], peaks: dict[int, int]) -> int:
+    """Sum a per-process reading over a tree, keeping each process's own peak; gone processes count zero."""
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            value = read(p)
+            total += value
+            peaks[p.pid] = max(peaks.get(p.pid, 0), value)
+    return total
+
+
 @dataclass
 class TreeSampler:
     """Samples a process tree from outside it: peak RSS and USS of the whole tree, and foreign CPU load.
@@ -232,22 +243,12 @@ class TreeSampler:
         procs = self._tree()
         while not self._stop.wait(self.interval):
             now = time.monotonic()
-            rss = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    mine_rss = p.memory_info().rss
-                    rss += mine_rss
-                    self.peak_rss_by_pid[p.pid] = max(self.peak_rss_by_pid.get(p.pid, 0), mine_rss)
+            rss = _sum_over(procs, lambda p: p.memory_info().rss, self.peak_rss_by_pid)
             self.peak_rss = max(self.peak_rss, rss)
             self.samples += 1
             grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
             if grown or now - last_uss >= self.uss_interval:
-                uss = 0
-                for p in procs:
-                    with contextlib.suppress(psutil.Error):
-                        mine_uss = p.memory_full_info().uss
-                        uss += mine_uss
-                        self.peak_uss_by_pid[p.pid] = max(self.peak_uss_by_pid.get(p.pid, 0), mine_uss)
+                uss = _sum_over(procs, lambda p: p.memory_full_info().uss, self.peak_uss_by_pid)
                 self.peak_uss = max(self.peak_uss, uss)
                 last_uss, rss_at_uss = now, rss
             if now - last_t >= 1.0:
