@@ -89,18 +89,9 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _peak(args: argparse.Namespace) -> int:
-    from harness.errors import XeonftError
-    from harness.models import SHAPES
-    from harness.peak import DTYPES, gemm_tflops, model_shapes
+    from harness.peak import peak_table
 
-    if args.shape not in SHAPES or SHAPES[args.shape]["vocab_size"] is None:
-        raise XeonftError(f"unknown shape '{args.shape}': choose one of {', '.join(s for s in SHAPES if s != 'tiny')}")
-    shapes = {f"square {args.size}": (args.size, args.size, args.size),
-              **{f"{args.shape} {k}": v for k, v in model_shapes(SHAPES[args.shape], args.tokens).items()}}
-    print(f"{'GEMM':32} {'m x k x n':>22} " + " ".join(f"{d + ' TFLOP/s':>13}" for d in DTYPES))
-    for name, (m, k, n) in shapes.items():
-        cols = " ".join(f"{gemm_tflops(m, k, n, d):13.3f}" for d in DTYPES)
-        print(f"{name:32} {f'{m}x{k}x{n}':>22} {cols}")
+    print(peak_table(args.size, args.shape, args.tokens))
     return 0
 
 

@@ -36,3 +36,19 @@ def model_shapes(model: dict[str, Any], tokens: int) -> dict[str, tuple[int, int
 def measure_peak(size: int = 2048, min_seconds: float = 0.5) -> dict[str, float]:
     """Square-GEMM TFLOP/s per dtype: the peak that MFU is measured against."""
     return {dt: gemm_tflops(size, size, size, dt, min_seconds) for dt in DTYPES}
+
+
+def peak_table(size: int, shape: str, tokens: int) -> str:
+    """`xeonft peak`'s table: TFLOP/s per dtype of a square GEMM and of a model shape's own GEMMs."""
+    from harness.errors import XeonftError
+    from harness.models import SHAPES
+
+    if shape not in SHAPES or SHAPES[shape]["vocab_size"] is None:
+        raise XeonftError(f"unknown shape '{shape}': choose one of {', '.join(s for s in SHAPES if s != 'tiny')}")
+    shapes = {f"square {size}": (size, size, size),
+              **{f"{shape} {k}": v for k, v in model_shapes(SHAPES[shape], tokens).items()}}
+    lines = [f"{'GEMM':32} {'m x k x n':>22} " + " ".join(f"{d + ' TFLOP/s':>13}" for d in DTYPES)]
+    for name, (m, k, n) in shapes.items():
+        cols = " ".join(f"{gemm_tflops(m, k, n, d):13.3f}" for d in DTYPES)
+        lines.append(f"{name:32} {f'{m}x{k}x{n}':>22} {cols}")
+    return "\n".join(lines)

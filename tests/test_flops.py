@@ -40,3 +40,13 @@ def test_mfu_is_model_flops_per_second_over_the_peak_of_the_cells_dtype(tiny):
     assert eff["tflops"] == pytest.approx(per_token_flops(tiny.info, 8, 200) * 1000 / 1e12)
     assert eff["mfu"] == pytest.approx(eff["tflops"] / 2.0)
     assert cell_efficiency(record, None)["mfu"] is None
+
+
+def test_peak_cli_times_a_model_shapes_gemms_and_refuses_unknown_shapes(capsys):
+    from harness.cli import main
+
+    assert main(["peak", "--size", "128", "--shape", "smollm2-135m", "--tokens", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "square 128" in out and "smollm2-135m lm_head" in out and "32x576x49152" in out
+    assert main(["peak", "--shape", "gpt-9"]) == 2
+    assert "unknown shape 'gpt-9'" in capsys.readouterr().err
