@@ -6,7 +6,6 @@ Everything a run produces goes into one folder, together with the resolved confi
 from __future__ import annotations
 
 import json
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.console import Console
 from harness.config import FinetuneConfig
 from harness.data import load_splits
 from harness.errors import XeonftError
+from harness.fingerprint import versions
 from harness.generate import generate, side_by_side_markdown
 from harness.metrics import StepTracker
 from harness.models import resolve_model
@@ -37,15 +37,6 @@ def new_run_dir(cfg: FinetuneConfig, out: str | Path | None) -> Path:
         raise XeonftError(f"output folder '{path}' already exists and is not empty; choose another --out")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def versions() -> dict[str, str]:
-    import peft
-    import transformers
-    import trl
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__}
 
 
 def save_adapter(peft_model: Any, cfg: FinetuneConfig, run_dir: Path) -> Path:

@@ -66,6 +66,11 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def versions() -> dict[str, str]:
+    """Python and the installed libraries of this process (what a run or a cell records about itself)."""
+    return {"python": platform.python_version(), **{k: v for k, v in library_versions().items() if v}}
+
+
 def find_allocator(name: str) -> str | None:
     """Path of jemalloc / tcmalloc (Debian's libjemalloc2 / libtcmalloc-minimal4) for LD_PRELOAD, if installed."""
     for d in LIB_DIRS:

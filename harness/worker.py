@@ -146,7 +146,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
     from transformers import set_seed
 
     from harness.data import load_splits
-    from harness.finetune import versions
+    from harness.fingerprint import versions
     from harness.metrics import StepTracker
     from harness.models import resolve_model
     from harness.recipe import build_trainer, lora_config, model_dtype
