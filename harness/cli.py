@@ -12,7 +12,10 @@ from harness.errors import XeonftError
 
 def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="run the recipe once (offline defaults: SmolLM2-135M on Alpaca demo rows)")
-    p.add_argument("--config", help="YAML recipe file, or a shipped recipe name: recipe, quick")
+    p.add_argument("--config", help="YAML recipe file, or a shipped recipe name: recipe, quick, fast")
+    p.add_argument("--preset", help="a recipe file or shipped name layered over --config (e.g. fast)")
+    p.add_argument("--fast", action="store_const", const="fast", dest="preset",
+                   help="the fastest settings xeonft has measured that keep the recipe's loss (= --preset fast)")
     p.add_argument("--model", help="default | path/to/model.gguf | local dir | Hub id | synthetic:<shape>")
     p.add_argument("--tokenizer", help="tokenizer dir or Hub id (default: the model's, or the default model's)")
     p.add_argument("--dataset", help="default | file.json/.jsonl/.parquet/.csv | Hub dataset id")
@@ -25,8 +28,10 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-steps", type=int)
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--learning-rate", type=float)
-    p.add_argument("--precision", help="fp32 | bf16-autocast | bf16")
-    p.add_argument("--backend", help="eager | compile")
+    p.add_argument("--precision", help="fp32 | bf16-autocast | bf16 | bf16-mixed")
+    p.add_argument("--backend", help="eager | compile | ipex")
+    p.add_argument("--gradient-accumulation-steps", type=int)
+    p.add_argument("--optim", help="a transformers optimizer name (adamw_torch, adamw_torch_fused, ...)")
     p.add_argument("--threads", type=int)
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=float)
@@ -104,9 +109,19 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    import json
+
     from harness.report import render
 
     out = render(args.results, out=args.out, baseline=args.baseline)
+    summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    print(summary["baseline"])
+    if summary.get("headline"):
+        print(summary["headline"])
+    for row in summary.get("overhead") or []:
+        print(f"instrumentation overhead, {row['variant']} batch {row['batch_size']}: {row['overhead']:+.2%} "
+              f"(95% CI {row['CI low']:+.2%} to {row['CI high']:+.2%}, p={row['p']:.2g}); step tracker "
+              f"{row['tracker share']:.3%} of a step")
     print(f"report: {out / 'index.html'}\n        {out / 'report.md'}\n        {out / 'cells.csv'}")
     return 0
 
@@ -128,8 +143,8 @@ def _finetune(args: argparse.Namespace) -> int:
     from harness.config import load_config
     from harness.finetune import run_finetune
 
-    overrides = {k: v for k, v in vars(args).items() if k not in {"verb", "config", "out"}}
-    cfg = load_config(args.config, **overrides)
+    overrides = {k: v for k, v in vars(args).items() if k not in {"verb", "config", "out", "preset"}}
+    cfg = load_config(args.config, preset=args.preset, **overrides)
     run_finetune(cfg, out=args.out)
     return 0
 

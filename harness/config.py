@@ -16,8 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import XeonftError
 
-Precision = Literal["fp32", "bf16-autocast", "bf16"]
-Backend = Literal["eager", "compile"]
+# fp32; bf16-autocast (fp32 weights, bf16 compute: the recipe's bf16=True); bf16 (frozen base weights in bf16,
+# adapters fp32, no autocast: LoRA GEMMs run in fp32); bf16-mixed (bf16 base, fp32 adapter master weights, every
+# GEMM in bf16 under autocast).
+Precision = Literal["fp32", "bf16-autocast", "bf16", "bf16-mixed"]
+# eager; compile (torch.compile through the Trainer); ipex (ipex.optimize on model and optimizer: needs IPEX, which
+# only the seed-2025 environment has)
+Backend = Literal["eager", "compile", "ipex"]
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 
@@ -58,6 +63,9 @@ class FinetuneConfig(BaseModel):
     packing: bool = True
     seq_len: int = Field(default=1024, ge=8)
     gradient_checkpointing: bool = True
+    # sdpa (transformers' default: one row-sized block-diagonal mask for a packed row), eager, or varlen (causal
+    # SDPA per packed document, no mask: see harness/attention.py)
+    attn_implementation: Literal["sdpa", "eager", "varlen"] = "sdpa"
     seed: int = 42
 
     precision: Precision = "bf16-autocast"
@@ -139,21 +147,33 @@ def recipe_defaults() -> dict[str, Any]:
     return _shipped("recipe")
 
 
+def overlay_values(name: str | Path, base_dir: Path | None = None) -> dict[str, Any]:
+    """A recipe file's (or shipped recipe's) own keys, without the defaults under them: a preset to layer on top."""
+    if base_dir is not None and (base_dir / name).is_file():
+        return read_yaml(base_dir / name)
+    if not Path(name).exists() and str(name) in shipped_recipes():
+        return _shipped(str(name))
+    if Path(name).suffix in (".yaml", ".yml") or "/" in str(name):
+        return read_yaml(name)  # names the missing file
+    raise XeonftError(f"'{name}' is neither a YAML file nor a shipped recipe ({', '.join(shipped_recipes())})")
+
+
 def base_values(path: str | Path | None = None) -> tuple[dict[str, Any], str]:
     """Recipe defaults updated with a YAML file's (or a shipped recipe's) keys, and a name for error messages."""
     values = recipe_defaults()
     if path is None:
         return values, "recipe.yaml"
-    if not Path(path).exists() and str(path) in shipped_recipes():
-        values.update(_shipped(str(path)))
-        return values, f"{path}.yaml"
-    values.update(read_yaml(path))
-    return values, str(path)
+    values.update(overlay_values(path))
+    return values, str(path) if Path(path).exists() else f"{path}.yaml"
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> FinetuneConfig:
-    """Recipe defaults, then a YAML file's (or shipped recipe's) keys, then overrides (None means 'not given')."""
+def load_config(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> FinetuneConfig:
+    """Recipe defaults, then a YAML file's (or shipped recipe's) keys, then a preset's (e.g. 'fast'), then
+    overrides (None means 'not given')."""
     values, source = base_values(path)
+    if preset:
+        values.update(overlay_values(preset))
+        source += f" + {preset}"
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         base = build_config(values, source=source)  # name the file when the file is at fault

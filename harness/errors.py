@@ -5,3 +5,9 @@ class XeonftError(Exception):
     """A problem with what the user asked for (a bad config, an unknown model, a dataset without columns)."""
 
     exit_code = 2
+
+
+class Unavailable(XeonftError):
+    """The cell cannot run here (IPEX missing, an allocator not installed, too few cores): recorded, not a failure."""
+
+    exit_code = 3

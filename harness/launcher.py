@@ -25,13 +25,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import envs
+from harness.assets import cache_dir
+from harness.errors import Unavailable
 from harness.fingerprint import environment_key, find_allocator, fingerprint, safe_env
 from harness.matrix import CellSpec, Matrix
 from harness.metrics import TreeSampler, combine_ranks
 from harness.peak import measure_peak
 from harness.store import ResultStore
 from harness.topology import Placement, cores, numactl, place
-from harness.worker import PLACEMENTS_VAR, PROGRESS_PREFIX
+from harness.worker import PLACEMENTS_VAR, PROGRESS_PREFIX, UNAVAILABLE_PREFIX
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")  # a traceback's last line
@@ -40,10 +42,6 @@ TORCHRUN_ROOT_CAUSE = re.compile(r"rank\s*:\s*(?P<rank>\d+).*?\n\s*exitcode\s*:\
 OOM_MARKERS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 # jemalloc settings from torch.backends.xeon.run_cpu: keep freed memory, avoid returning it to the OS each step.
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"
-
-
-class Unavailable(Exception):
-    """The cell cannot run on this machine (a missing allocator, too few cores); recorded, not fatal."""
 
 
 def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -68,6 +66,11 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
             env["MALLOC_CONF"] = JEMALLOC_CONF
     if spec.launch.isa != "default":
         env["ONEDNN_MAX_CPU_ISA"] = spec.launch.isa.upper()
+    if spec.config.backend == "compile":
+        # One Inductor cache per library environment, kept between cells and sweeps: a cell whose graphs were
+        # compiled before loads them (its record counts the cache hits, so a warm compile time is not mistaken
+        # for a cold one). A cache the user points to is kept.
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor" / spec.launch.env))
     env.update(dict(spec.variables))
     return env
 
@@ -124,6 +127,9 @@ def _classify(rc: int | None, timed_out: bool, stderr_tail: str) -> tuple[str, s
         return "timeout", None
     if rc == 0:
         return "ok", None
+    unavailable = [ln for ln in stderr_tail.splitlines() if ln.startswith(UNAVAILABLE_PREFIX)]
+    if unavailable:  # the worker's own verdict (every rank of a torchrun cell says the same)
+        return "unavailable", unavailable[-1].removeprefix(UNAVAILABLE_PREFIX).strip()
     if any(m in stderr_tail for m in OOM_MARKERS):
         return "oom", "ran out of memory"
     if rc == -signal.SIGKILL:
@@ -190,8 +196,9 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
                                     start_new_session=True, preexec_fn=bind)
             reader = threading.Thread(target=_read_progress, args=(proc, on_step), daemon=True)
             reader.start()
+            bare = spec.launch.instrument == "bare"
             try:
-                with TreeSampler(proc.pid) as sampler:
+                with contextlib.nullcontext() if bare else TreeSampler(proc.pid) as sampler:
                     try:
                         proc.wait(timeout=spec.timeout_s)
                     except subprocess.TimeoutExpired:
@@ -215,8 +222,8 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
         status, reason = "failed", "the worker exited 0 without writing a result"
     if timed_out:
         reason = f"no result after {spec.timeout_s:g} s (timeout); killed"
-    memory = sampler.summary()
-    if status == "ok" and memory["foreign_cpu_cores_mean"] > disturbance_cores:
+    memory = sampler.summary() if sampler is not None else {}  # a bare cell is not watched
+    if status == "ok" and memory and memory["foreign_cpu_cores_mean"] > disturbance_cores:
         status = "disturbed"
         reason = (f"other processes used {memory['foreign_cpu_cores_mean']:.2f} cores on average during the cell "
                   f"(threshold {disturbance_cores:g})")
@@ -234,7 +241,7 @@ def run_cell(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[in
     return record
 
 
-def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler) -> dict[str, Any]:
+def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler | None) -> dict[str, Any]:
     """One result from the ranks of this node: global steps and throughput, per-rank memory and binding."""
     ranks = sorted(ranks, key=lambda r: r["rank"])
     combined = combine_ranks(ranks, spec.warmup_steps, spec.measured_steps)
@@ -243,8 +250,8 @@ def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler) 
         per_rank.append({
             "rank": r["rank"], "local_rank": r["local_rank"], "pid": r["pid"], "binding": r["binding"],
             "torch_threads": r["torch_threads"], "lora_checksum": r["lora_checksum"], "summary": r["summary"],
-            "steps": r["steps"], "peak_rss_bytes": sampler.peak_rss_by_pid.get(r["pid"]),
-            "peak_uss_bytes": sampler.peak_uss_by_pid.get(r["pid"]),
+            "steps": r["steps"], "peak_rss_bytes": sampler.peak_rss_by_pid.get(r["pid"]) if sampler else None,
+            "peak_uss_bytes": sampler.peak_uss_by_pid.get(r["pid"]) if sampler else None,
         })
     first = ranks[0]
     keep = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size")
@@ -270,7 +277,13 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def axis_values(spec: CellSpec, axes: list[str]) -> dict[str, Any]:
-    return {a: getattr(spec.config, a) if hasattr(spec.config, a) else getattr(spec.launch, a) for a in axes}
+    def value(axis: str) -> Any:
+        for holder in (spec.config, spec.launch, spec):
+            if axis in type(holder).model_fields:
+                return getattr(holder, axis)
+        return None
+
+    return {a: value(a) for a in axes}
 
 
 def _describe(values: dict[str, Any]) -> str:
@@ -325,8 +338,9 @@ def _one_line(label: str, record: dict[str, Any]) -> str:
     text = f"[{colour}]{status}[/] {label}"
     summary = (record.get("result") or {}).get("summary") or {}
     if summary.get("tokens_per_second"):
-        rss = record["memory"]["peak_rss_bytes"] / 2**30
-        text += f": {summary['tokens_per_second']:.1f} tok/s, peak RSS {rss:.2f} GiB"
+        text += f": {summary['tokens_per_second']:.1f} tok/s"
+        if record.get("memory"):
+            text += f", peak RSS {record['memory']['peak_rss_bytes'] / 2**30:.2f} GiB"
     if record.get("reason"):
         text += f" ({record['reason']})"
     return text

@@ -15,7 +15,9 @@ A matrix is YAML:
     timeout_s: 1800              # per cell
     variables: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment variables for every cell
 
-Any FinetuneConfig field can be an axis; so can the launcher's own settings: pinning, allocator, env (a library
+Any FinetuneConfig field can be an axis, and so can `preset`: a shipped recipe name or a YAML file layered over
+the recipe and `fixed` (`none` layers nothing), so that a tuned preset and the recipe run side by side. So can the
+launcher's own settings: pinning, allocator, env (a library
 environment made by `xeonft env create`; `default` is xeonft's own interpreter), ranks (data-parallel processes
 per node, launched by torchrun), nnodes / node_rank / rdzv_endpoint (several machines) and inject_fault.
 """
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import FinetuneConfig, base_values, build_config, explain, read_yaml
+from harness.config import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
 from harness.errors import XeonftError
 
 Pinning = Literal["none", "cores", "numa"]
@@ -57,12 +59,17 @@ class LaunchSettings(BaseModel):
     nnodes: int = Field(default=1, ge=1)
     node_rank: int = Field(default=0, ge=0)
     rdzv_endpoint: str | None = None
+    # full: the tree sampler, the oneDNN probe and progress lines; bare: none of them (the step clock stays), to
+    # measure what the harness's own instrumentation costs, side by side in one sweep
+    instrument: Literal["full", "bare"] = "full"
 
 
 LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
+PRESET_KEY = "preset"
 CONFIG_KEYS = tuple(FinetuneConfig.model_fields)
 # Set by the sweep itself for every cell: a matrix that sets them is refused, not silently overridden.
 MANAGED_KEYS = ("max_steps", "save_checkpoints", "logging_steps")
+SWEEP_DEFAULTS = ("eval_steps", "prompts")  # one eval after the measured steps, no generations, unless set
 
 
 class Measure(BaseModel):
@@ -102,22 +109,36 @@ class CellSpec(BaseModel):
     warmup_steps: int
     measured_steps: int
     profile: bool = False
+    preset: str = "none"  # the overlay the cell's config was built with (its effect is in `config`)
     repeat: int = 0
     variables: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 1800
 
+    def _dump(self, exclude: dict[str, Any]) -> dict[str, Any]:
+        # fields that joined later are left out at their defaults, which keeps the keys of earlier result sets
+        exclude = dict(exclude)
+        if self.preset == "none":
+            exclude["preset"] = True
+        if self.launch.instrument == "full":
+            launch = exclude.get("launch", {})
+            exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch),
+                                 "instrument": True}
+        return self.model_dump(mode="json", exclude=exclude)
+
+    def pair_key(self) -> str:
+        """The match key without `instrument`: a bare cell and its fully instrumented twin share it."""
+        return self.model_copy(update={"launch": self.launch.model_copy(update={"instrument": "full"})}).match_key()
+
     def key(self, environment: str) -> str:
         """The store's key: a hash of the cell's definition plus the environment it ran in."""
-        text = json.dumps({"spec": self.model_dump(mode="json", exclude={"timeout_s"}), "env": environment},
-                          sort_keys=True)
+        text = json.dumps({"spec": self._dump({"timeout_s": True}), "env": environment}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def match_key(self) -> str:
         """A hash of the definition alone (no environment, repeat, injected fault or node rank): how result sets
         are matched, and how the nodes of one multi-node cell find each other when merged."""
-        text = json.dumps(self.model_dump(mode="json", exclude={"timeout_s": True, "repeat": True,
-                                                               "launch": {"inject_fault", "node_rank"}}),
-                          sort_keys=True)
+        text = json.dumps(self._dump({"timeout_s": True, "repeat": True,
+                                      "launch": {"inject_fault": True, "node_rank": True}}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -146,8 +167,9 @@ def _check_names(where: str, keys: list[str], errors: list[str]) -> None:
     for key in keys:
         if key in MANAGED_KEYS:
             errors.append(f"{where}: '{key}' is set by the sweep (use measure: warmup_steps/steps)")
-        elif key not in CONFIG_KEYS and key not in LAUNCH_KEYS:
-            errors.append(f"{where}: unknown key '{key}' (known: {', '.join(CONFIG_KEYS + LAUNCH_KEYS)})")
+        elif key not in CONFIG_KEYS and key not in LAUNCH_KEYS and key != PRESET_KEY:
+            errors.append(f"{where}: unknown key '{key}' "
+                          f"(known: {', '.join(CONFIG_KEYS + LAUNCH_KEYS + (PRESET_KEY,))})")
 
 
 def _excluded(values: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
@@ -183,6 +205,19 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         recipe_values, _ = base_values(recipe)
     except XeonftError as err:
         raise XeonftError(f"{source}: recipe: {err}") from None
+    presets: dict[str, dict[str, Any]] = {"none": {}}
+    for name in m.axes.get(PRESET_KEY, []) + ([m.fixed[PRESET_KEY]] if PRESET_KEY in m.fixed else []):
+        if str(name) not in presets:
+            try:
+                overlay = overlay_values(str(name), base_dir)
+            except XeonftError as err:
+                errors.append(f"{source}: preset: {err}")
+                continue
+            # the sweep sets steps, logging, evaluation and prompts, as it does over the matrix's recipe
+            presets[str(name)] = {k: v for k, v in overlay.items() if k not in (*MANAGED_KEYS, *SWEEP_DEFAULTS)}
+            _check_names(f"{source}: preset {name}", list(presets[str(name)]), errors)
+    if errors:
+        raise XeonftError("\n".join(errors))
     names = list(m.axes)
     cells: list[CellSpec] = []
     seen: set[str] = set()
@@ -190,7 +225,9 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         values = dict(zip(names, combo, strict=True))
         if _excluded(values, m.exclude):
             continue
-        merged = {**m.fixed, **values}
+        preset = str(values.get(PRESET_KEY, m.fixed.get(PRESET_KEY, "none")))
+        # the preset over the recipe and `fixed`, the cell's other axes over the preset
+        merged = {**m.fixed, **presets[preset], **values}
         where = f"{source}: cell {', '.join(f'{k}={v}' for k, v in values.items()) or '(single)'}"
         launch_values = {k: v for k, v in merged.items() if k in LAUNCH_KEYS}
         config_values = {k: v for k, v in merged.items() if k in CONFIG_KEYS}
@@ -212,7 +249,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
             errors.append(str(err))
             continue
         spec = CellSpec(config=cfg, launch=launch, warmup_steps=m.measure.warmup_steps,
-                        measured_steps=m.measure.steps, profile=m.measure.profile,
+                        measured_steps=m.measure.steps, profile=m.measure.profile, preset=preset,
                         variables=tuple(sorted(m.variables.items())), timeout_s=m.timeout_s)
         if spec.key("") not in seen:
             seen.add(spec.key(""))

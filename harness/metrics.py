@@ -52,6 +52,7 @@ class StepTracker(TrainerCallback):
         self._sequences = 0
         self._data_seconds = 0.0
         self._allreduce_seconds = 0.0
+        self.own_seconds = 0.0  # time spent in this tracker's own hooks (its share of the harness's overhead)
 
     def on_allreduce(self, seconds: float) -> None:
         """One gradient bucket's all-reduce, from launch to completion (it may overlap the backward pass)."""
@@ -61,6 +62,7 @@ class StepTracker(TrainerCallback):
         self._last_event = time.perf_counter()
 
     def on_batch(self, tokens: int, sequences: int) -> None:
+        """Told by the trainer, which adds the time it took to count them to `own_seconds`."""
         self._tokens += tokens
         self._sequences += sequences
 
@@ -70,6 +72,10 @@ class StepTracker(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         now = time.perf_counter()
+        self._step_end(state, now)
+        self.own_seconds += time.perf_counter() - now
+
+    def _step_end(self, state: Any, now: float) -> None:
         compute = now - self._t_begin
         self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
                                      compute_seconds=compute, data_seconds=self._data_seconds,
@@ -127,6 +133,7 @@ class StepTracker(TrainerCallback):
             "evals": len(self.evals),
             "tokens_all_steps": sum(s.tokens for s in self.steps),
             "trl_num_tokens": self.trl_num_tokens,
+            "tracker_seconds_per_step": self.own_seconds / len(self.steps) if self.steps else None,
         }
         if times:
             out["step_seconds_p50"] = statistics.median(times)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from harness.attention import use_attention
 from harness.config import FinetuneConfig
 from harness.prompts import tokenize_example
 
@@ -21,9 +22,30 @@ LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "g
 MUTATING_INITS = {"olora", "pissa"}
 
 
+BF16_WEIGHTS = ("bf16", "bf16-mixed")  # frozen base weights stored in bf16 (peft keeps adapters in fp32)
+AUTOCAST = ("bf16-autocast", "bf16-mixed")  # the Trainer's bf16=True: forward under CPU autocast to bf16
+
+
 def model_dtype(cfg: FinetuneConfig) -> torch.dtype:
-    """fp32 weights except for 'bf16', where the frozen base weights are bf16 (peft keeps adapters in fp32)."""
-    return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    return torch.bfloat16 if cfg.precision in BF16_WEIGHTS else torch.float32
+
+
+def compute_dtype(cfg: FinetuneConfig) -> torch.dtype:
+    """The dtype the GEMMs run in: what ipex.optimize is told, and what MFU is measured against."""
+    return torch.float32 if cfg.precision == "fp32" else torch.bfloat16
+
+
+def load_ipex() -> Any:
+    """Intel Extension for PyTorch, or Unavailable naming why (it is built for one torch release only)."""
+    from harness.errors import Unavailable
+
+    try:
+        import intel_extension_for_pytorch as ipex
+    except Exception as err:  # ImportError, or IPEX refusing a torch it was not built for
+        raise Unavailable(f"backend ipex: intel_extension_for_pytorch cannot load with torch {torch.__version__} "
+                          f"({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''});"
+                          " run the cell in the seed-2025 environment (env: seed-2025)") from None
+    return ipex
 
 
 def lora_config(cfg: FinetuneConfig) -> Any:
@@ -65,7 +87,7 @@ def sft_config(cfg: FinetuneConfig, output_dir: Path, has_eval: bool) -> Any:
         save_strategy="steps" if cfg.save_checkpoints else "no",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        bf16=cfg.precision == "bf16-autocast",
+        bf16=cfg.precision in AUTOCAST,
         use_cpu=True,
         packing=cfg.packing,
         max_length=cfg.seq_len,
@@ -113,10 +135,26 @@ def _measured_trainer_class() -> type:
         """trl's SFTTrainer, telling an observer what each micro-batch holds before training on it."""
 
         batch_observer: Any = None
+        ipex_dtype: torch.dtype | None = None  # set: ipex.optimize model and optimizer once the optimizer exists
+
+        def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+            optimizer = super().create_optimizer(*args, **kwargs)
+            if self.ipex_dtype is not None and not getattr(self, "_ipex_done", False):
+                # What transformers 4.x's use_ipex did: level O1 (weight prepacking, fused optimizer step), in place
+                # so the Trainer's references to the model stay valid.
+                self.model.train()
+                _, self.optimizer = load_ipex().optimize(self.model, optimizer=self.optimizer,
+                                                         dtype=self.ipex_dtype, inplace=True, level="O1")
+                self._ipex_done = True
+                optimizer = self.optimizer
+            return optimizer
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             if self.batch_observer is not None:
+                t0 = time.perf_counter()
                 self.batch_observer.on_batch(*batch_counts(inputs))
+                if hasattr(self.batch_observer, "own_seconds"):
+                    self.batch_observer.own_seconds += time.perf_counter() - t0
                 if not getattr(self, "_allreduce_timed", False):
                     self._allreduce_timed = time_allreduce(model, self.batch_observer)
             return super().training_step(model, inputs, num_items_in_batch)
@@ -155,6 +193,7 @@ def build_trainer(
     A callback with an `on_batch(tokens, sequences)` method is also told what each micro-batch holds.
     """
     model.config.use_cache = False
+    use_attention(model, cfg.attn_implementation)
     if cfg.gradient_checkpointing:
         # Checkpointed blocks over frozen embeddings need inputs that require grad; trl >= 1 does this for a
         # peft model it is handed, trl 0.18 (the seed-2025 stack) only for one it wraps itself.
@@ -168,4 +207,7 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.batch_observer = next((c for c in callbacks or [] if hasattr(c, "on_batch")), None)
+    if cfg.backend == "ipex":
+        load_ipex()  # fail early, before the first step
+        trainer.ipex_dtype = compute_dtype(cfg)
     return trainer

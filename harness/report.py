@@ -21,9 +21,9 @@ from harness.store import ResultStore
 GIB = 2**30
 # The paper's own cell: bf16=True (autocast), eager, per-device batch 4.
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
-SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "seq_len", "threads", "gradient_checkpointing",
-                "packing", "lora_r")
-LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes")
+SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "gradient_accumulation_steps", "seq_len", "threads",
+                "gradient_checkpointing", "attn_implementation", "optim", "packing", "lora_r")
+LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument")
 
 
 def cells_frame(store: ResultStore) -> pd.DataFrame:
@@ -41,6 +41,9 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
                                "status": r["status"], "reason": r.get("reason")}
         row.update({c: cfg.get(c) for c in SPEC_COLUMNS})
         row.update({c: launch.get(c) for c in LAUNCH_COLUMNS})
+        row["preset"] = spec.get("preset", "none")
+        row["pair_key"] = _pair_key(spec)
+        comp = res.get("compile") or {}
         row.update({
             "tokens_per_s": s.get("tokens_per_second"),
             "sequences_per_s": s.get("sequences_per_second"),
@@ -65,6 +68,11 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "world_size": res.get("world_size", 1),
             "cores": _cores(r),
             "allreduce_s": s.get("allreduce_seconds"),
+            "tracker_s_per_step": s.get("tracker_seconds_per_step"),
+            "compile_s": comp.get("compile_seconds"),
+            "recompiles": comp.get("recompiles"),
+            "graph_breaks": comp.get("graph_breaks"),
+            "compile_cache_hits": comp.get("fx_graph_cache_hits"),
             "wall_s": r.get("wall_seconds"),
         })
         rows.append(row)
@@ -75,6 +83,17 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
     df.attrs["axes"] = axes
     df["variant"] = df.apply(lambda row: variant_label(row, axes), axis=1)
     return df
+
+
+def _pair_key(spec: dict[str, Any]) -> str | None:
+    from pydantic import ValidationError
+
+    from harness.matrix import CellSpec
+
+    try:
+        return CellSpec.model_validate(spec).pair_key()
+    except ValidationError:  # a record from another xeonft version
+        return None
 
 
 def _top_gemm(onednn: dict[str, Any] | None) -> str | None:
@@ -183,9 +202,58 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         sequences_per_s=("sequences_per_s", "median"), step_s_p50=("step_s_p50", "median"),
         peak_rss_gib=("peak_rss_gib", "max"), peak_uss_gib=("peak_uss_gib", "max"),
         eval_loss=("eval_loss", "median"), precision=("precision", "first"), backend=("backend", "first"),
-        gemm_kernel=("gemm_kernel", "first"), mfu=("mfu", "median"),
+        gemm_kernel=("gemm_kernel", "first"), mfu=("mfu", "median"), compile_s=("compile_s", "median"),
+        recompiles=("recompiles", "max"),
     ).reset_index()
     return agg.sort_values("tokens_per_s", ascending=False, ignore_index=True)
+
+
+def overhead_frame(df: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """What the harness's instrumentation costs: each fully instrumented cell against its bare twin of the same
+    sweep (`instrument: [full, bare]`), as the ratio of median step times with a bootstrap 95% interval and a
+    Mann-Whitney p; plus the step tracker's own time per step, which the bare cell still pays."""
+    from scipy import stats
+
+    from harness.compare import ratio_ci
+
+    if "instrument" not in df or df["instrument"].nunique() < 2 or steps.empty or "warmup" not in steps:
+        return pd.DataFrame()
+    ok = df[df["status"] == "ok"]
+    measured = steps[(steps["warmup"] == False) & steps["seconds"].notna()]  # noqa: E712
+    rows = []
+    for _, group in ok.groupby("pair_key"):
+        full, bare = (group[group["instrument"] == k] for k in ("full", "bare"))
+        if full.empty or bare.empty:
+            continue
+        f = measured[measured["key"].isin(full["key"])]["seconds"].to_numpy()
+        b = measured[measured["key"].isin(bare["key"])]["seconds"].to_numpy()
+        if len(f) < 2 or len(b) < 2:
+            continue
+        ratio = float(pd.Series(f).median() / pd.Series(b).median())
+        low, high = ratio_ci(b, f)
+        others = [a for a in df.attrs.get("axes", []) if a != "instrument"]
+        rows.append({"variant": variant_label(full.iloc[0], others) if others else "(single cell)",
+                     "batch_size": full["batch_size"].iloc[0],
+                     "steps full/bare": f"{len(f)}/{len(b)}", "step s full": float(pd.Series(f).median()),
+                     "step s bare": float(pd.Series(b).median()), "overhead": ratio - 1, "CI low": low - 1,
+                     "CI high": high - 1, "p": float(stats.mannwhitneyu(f, b, alternative="two-sided").pvalue),
+                     "tracker share": float((full["tracker_s_per_step"] / full["step_s_p50"]).median())})
+    return pd.DataFrame(rows)
+
+
+def headline(top: pd.DataFrame, base_loss: float | None) -> str | None:
+    """The fastest cell against the baseline in one sentence: speedup, eval-loss difference, MFU."""
+    if top.empty or "x baseline" not in top or top["x baseline"].isna().all():
+        return None
+    best = top.iloc[0]
+    text = f"fastest cell: {best['variant']} batch {best['batch_size']}: {best['tok/s (median)']:.1f} tok/s, " \
+           f"{best['x baseline']:.2f}x the baseline"
+    if base_loss and pd.notna(best.get("eval loss")):
+        text += f"; eval loss {best['eval loss']:.4f} ({(best['eval loss'] / base_loss - 1):+.2%} vs the " \
+                "baseline after the same optimizer steps)"
+    if pd.notna(best.get("MFU")):
+        text += f"; MFU {best['MFU']:.1%}"
+    return text
 
 
 def _plots(df: pd.DataFrame, steps: pd.DataFrame, agg: pd.DataFrame, base_tps: float | None,
@@ -311,15 +379,21 @@ def _md_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _top_table(agg: pd.DataFrame, base_tps: float | None) -> pd.DataFrame:
+def _top_table(agg: pd.DataFrame, base_tps: float | None, base_loss: float | None = None) -> pd.DataFrame:
     if agg.empty:
         return agg
-    top = agg[["variant", "batch_size", "tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "repeats",
-               "sequences_per_s", "mfu", "peak_rss_gib", "eval_loss", "gemm_kernel"]].copy()
+    cols = ["variant", "batch_size", "tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "repeats",
+            "sequences_per_s", "mfu", "peak_rss_gib", "eval_loss", "gemm_kernel"]
+    if agg["compile_s"].notna().any():
+        cols += ["compile_s", "recompiles"]
+    top = agg[cols].copy()
     top.insert(3, "speedup", top["tokens_per_s"] / base_tps if base_tps else None)
+    if base_loss:
+        top.insert(top.columns.get_loc("eval_loss") + 1, "eval loss vs baseline", top["eval_loss"] / base_loss - 1)
     return top.rename(columns={"tokens_per_s": "tok/s (median)", "tokens_per_s_min": "min", "tokens_per_s_max": "max",
                                "sequences_per_s": "seq/s", "peak_rss_gib": "peak RSS GiB", "speedup": "x baseline",
-                               "gemm_kernel": "oneDNN GEMM kernel", "mfu": "MFU"})
+                               "gemm_kernel": "oneDNN GEMM kernel", "mfu": "MFU", "eval_loss": "eval loss",
+                               "compile_s": "compile s"})
 
 
 def _fingerprint_rows(fp: dict[str, Any]) -> list[tuple[str, str]]:
@@ -355,12 +429,14 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     selector = parse_selector(baseline)
     base = baseline_rows(df, selector)
     base_tps = float(base["tokens_per_s"].median()) if not base.empty else None
+    base_loss = float(base["eval_loss"].median()) if not base.empty and base["eval_loss"].notna().any() else None
     base_note = (f"baseline: {', '.join(f'{k}={v}' for k, v in selector.items())} "
                  f"({base_tps:.1f} tok/s, median of {len(base)})" if base_tps else
                  f"baseline {selector} not in this result set: no speedups shown")
     df.to_csv(out_dir / "cells.csv", index=False)
     figs = _plots(df, steps, agg, base_tps, out_dir)
-    top = _top_table(agg, base_tps)
+    top = _top_table(agg, base_tps, base_loss)
+    overhead = overhead_frame(df, steps)
     problems = df[df["status"] != "ok"][["variant", "batch_size", "repeat", "status", "reason"]]
     flagged = flags(df)
     if not flagged.empty:
@@ -372,21 +448,33 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
         base_note += (f"; GEMM peak measured in this sweep: bf16 {peak.get('bf16', 0):.2f}, fp32 "
                       f"{peak.get('fp32', 0):.2f} TFLOP/s (MFU = model FLOPs/s over the peak of the cell's dtype)")
     meta = {"name": name, "created": manifest.get("created"), "cells": len(df),
-            "ok": int((df["status"] == "ok").sum()), "baseline": base_note}
-    (out_dir / "report.md").write_text(_markdown(meta, top, problems, fp, figs), encoding="utf-8")
-    (out_dir / "index.html").write_text(_html(meta, top, problems, fp, figs), encoding="utf-8")
-    (out_dir / "report.json").write_text(json.dumps({**meta, "top": top.to_dict(orient="records")}, indent=1,
+            "ok": int((df["status"] == "ok").sum()), "baseline": base_note, "headline": headline(top, base_loss)}
+    tables = {"top": top, "problems": problems, "overhead": overhead}
+    (out_dir / "report.md").write_text(_markdown(meta, tables, fp, figs), encoding="utf-8")
+    (out_dir / "index.html").write_text(_html(meta, tables, fp, figs), encoding="utf-8")
+    (out_dir / "report.json").write_text(json.dumps({**meta, "top": top.to_dict(orient="records"),
+                                                     "overhead": overhead.to_dict(orient="records")}, indent=1,
                                                     default=str), encoding="utf-8")
     return out_dir
 
 
-def _markdown(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs: dict) -> str:
+OVERHEAD_NOTE = ("Each fully instrumented cell (tree sampler, oneDNN probe, progress) against its bare twin in the "
+                 "same sweep: overhead = median step time full / bare - 1, with a bootstrap 95% interval and a "
+                 "Mann-Whitney p; tracker share = the step tracker's own time per step, paid by both.")
+
+
+def _markdown(meta: dict, tables: dict[str, pd.DataFrame], fp: dict, figs: dict) -> str:
     parts = [f"# xeonft report: {meta['name']}", "",
              f"{meta['ok']} of {meta['cells']} cells ok; {meta['baseline']}. Throughput is non-padding tokens "
-             "trained on per second of measured steps (warm-up, compile and eval excluded).", "",
-             "## Cells, fastest first", "", _md_table(top),
-             "## Cells without numbers (failed, out of memory, timed out, unavailable), disturbed or flagged", "",
-             _md_table(problems), "## Machine", "",
+             "trained on per second of measured steps (warm-up, compile and eval excluded).", ""]
+    if meta.get("headline"):
+        parts += [f"**{meta['headline'][0].upper()}{meta['headline'][1:]}.**", ""]
+    parts += ["## Cells, fastest first", "", _md_table(tables["top"]),
+              "## Cells without numbers (failed, out of memory, timed out, unavailable), disturbed or flagged", "",
+              _md_table(tables["problems"])]
+    if not tables["overhead"].empty:
+        parts += ["## Instrumentation overhead", "", OVERHEAD_NOTE, "", _md_table(tables["overhead"])]
+    parts += ["## Machine", "",
              _md_table(pd.DataFrame(_fingerprint_rows(fp), columns=["", "value"])), "## Figures", ""]
     for path, caption in figs.values():
         parts += [f"![{caption}]({path.name})", "", f"_{caption}_", ""]
@@ -399,7 +487,7 @@ def _html_table(frame: pd.DataFrame) -> str:
     return frame.map(_fmt).to_html(index=False, escape=True, border=0, classes="t")
 
 
-def _html(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs: dict) -> str:
+def _html(meta: dict, tables: dict[str, pd.DataFrame], fp: dict, figs: dict) -> str:
     e = html.escape
     imgs = "".join(
         f'<figure><img alt="{e(caption)}" src="data:image/png;base64,'
@@ -416,6 +504,9 @@ def _html(meta: dict, top: pd.DataFrame, problems: pd.DataFrame, fp: dict, figs:
             f"<h1>xeonft report: {e(meta['name'])}</h1>"
             f"<p class='lead'>{meta['ok']} of {meta['cells']} cells ok; {e(meta['baseline'])}. Throughput is "
             "non-padding tokens trained on per second of measured steps (warm-up, compile and eval excluded).</p>"
-            f"<h2>Cells, fastest first</h2>{_html_table(top)}"
-            f"<h2>Cells without numbers, disturbed or flagged</h2>{_html_table(problems)}"
-            f"<h2>Figures</h2>{imgs}<h2>Machine</h2>{_html_table(machine)}</body></html>")
+            + (f"<p class='lead'><strong>{e(meta['headline'])}</strong></p>" if meta.get("headline") else "")
+            + f"<h2>Cells, fastest first</h2>{_html_table(tables['top'])}"
+            f"<h2>Cells without numbers, disturbed or flagged</h2>{_html_table(tables['problems'])}"
+            + (f"<h2>Instrumentation overhead</h2><p>{e(OVERHEAD_NOTE)}</p>{_html_table(tables['overhead'])}"
+               if not tables["overhead"].empty else "")
+            + f"<h2>Figures</h2>{imgs}<h2>Machine</h2>{_html_table(machine)}</body></html>")

@@ -2,7 +2,8 @@
 
 It knows nothing of matrices: it reads one CellSpec, trains the recipe for the spec's steps with a StepTracker
 attached, and writes what it measured. Progress goes to stdout as `@@xeonft step N M` lines for the launcher;
-everything else goes to stderr. Exit 0 on success, 2 on bad input (the last stderr line says why).
+everything else goes to stderr. Exit 0 on success, 2 on bad input, 3 when the cell cannot run here (IPEX
+missing); the last stderr line says why.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 PROGRESS_PREFIX = "@@xeonft"
 PLACEMENTS_VAR = "XEONFT_RANK_PLACEMENTS"  # JSON list, one {cpus, mem_node} per local rank, set by the launcher
 BOUND_VAR = "XEONFT_BOUND"
+UNAVAILABLE_PREFIX = "xeonft: unavailable:"  # the stderr line of a cell that cannot run here (exit code 3)
 
 
 def world() -> tuple[int, int, int]:
@@ -131,12 +133,29 @@ def _inject(fault: str) -> None:
         raise MemoryError("injected: DefaultCPUAllocator: can't allocate memory")
 
 
-def _dynamo_counters() -> dict[str, Any]:
+def compile_report() -> dict[str, Any]:
+    """What torch.compile did in this process: compile time (apart from the steady-state steps), frames compiled,
+    recompiles, graph breaks, and compile-cache hits (the launcher shares one cache across cells)."""
     try:
-        from torch._dynamo.utils import counters
+        from torch._dynamo.utils import counters, get_compilation_metrics
     except ImportError:
         return {}
-    return {group: dict(values) for group, values in counters.items() if group in ("stats", "recompiles")}
+    metrics = get_compilation_metrics()
+    seconds = sum(getattr(m, "entire_frame_compile_time_s", None) or 0.0 for m in metrics)
+    inductor, aot = counters.get("inductor", {}), counters.get("aot_autograd", {})
+    return {
+        "compile_seconds": seconds,
+        "frames_compiled": len(metrics),
+        "unique_graphs": counters.get("stats", {}).get("unique_graphs", 0),
+        "recompiles": sum(counters.get("recompiles", {}).values()),
+        "recompile_reasons": dict(counters.get("recompiles", {})),
+        "graph_breaks": sum(counters.get("graph_break", {}).values()),
+        "graph_break_reasons": dict(counters.get("graph_break", {})),
+        "fx_graph_cache_hits": inductor.get("fxgraph_cache_hit", 0),
+        "fx_graph_cache_misses": inductor.get("fxgraph_cache_miss", 0),
+        "autograd_cache_hits": aot.get("autograd_cache_hit", 0),
+        "autograd_cache_misses": aot.get("autograd_cache_miss", 0),
+    }
 
 
 def run_cell(spec: Any) -> dict[str, Any]:
@@ -159,19 +178,26 @@ def run_cell(spec: Any) -> dict[str, Any]:
     elif os.environ.get(PLACEMENTS_VAR):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     set_seed(cfg.seed)
+    if cfg.backend == "ipex":
+        from harness.recipe import load_ipex
+
+        load_ipex()  # unavailable before a minute is spent loading the model
     t0 = time.perf_counter()
     train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
     loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
     peft_model = get_peft_model(loaded.model, lora_config(cfg))
     fault = spec.launch.inject_fault
 
+    bare = spec.launch.instrument == "bare"
+
     def on_step(step: int, total: int) -> None:
-        _progress(step, total)
+        if not bare:
+            _progress(step, total)
         if step == 1 and fault in ("crash", "hang", "oom") and rank == world_size - 1:  # the last rank dies
             _inject(fault)
 
     tracker = StepTracker(on_step=on_step)
-    probe = onednn_probe(spec.warmup_steps)
+    probe = onednn_probe(spec.warmup_steps) if not bare else None
     profiler = _profiler_class()(spec.warmup_steps + spec.measured_steps + 1) if spec.profile else None
     if fault == "slow":  # a real slowdown inside each step, so the step times carry it
         count_batch = tracker.on_batch
@@ -184,7 +210,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
         tracker.on_batch = slow_batch  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
         trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp),
-                                [tracker, probe, *([profiler] if profiler else [])])
+                                [c for c in (tracker, probe, profiler) if c is not None])
         setup_seconds = time.perf_counter() - t0
         trainer.train()
     evals = [e for e in tracker.evals if "eval_loss" in e]
@@ -200,13 +226,13 @@ def run_cell(spec: Any) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "binding": current_binding(),
         "versions": versions(),
-        "dynamo": _dynamo_counters() if cfg.backend == "compile" else {},
+        "compile": compile_report() if cfg.backend == "compile" else None,
         "rank": rank,
         "local_rank": local_rank,
         "world_size": world_size,
         "pid": os.getpid(),
         "lora_checksum": lora_checksum(peft_model),
-        "onednn": probe.summary,
+        "onednn": probe.summary if probe else None,
         "profile": profiler.summary if profiler else None,
     }
 
@@ -214,7 +240,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
-    from harness.errors import XeonftError
+    from harness.errors import Unavailable, XeonftError
     from harness.matrix import CellSpec
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -234,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = run_cell(spec)
+    except Unavailable as err:
+        print(f"{UNAVAILABLE_PREFIX} {err}", file=sys.stderr)
+        return err.exit_code
     except XeonftError as err:
         print(f"xeonft: error: {err}", file=sys.stderr)
         return 2

@@ -81,3 +81,33 @@ def test_env_create_needs_a_requirement_file(capsys):
     assert main(["env", "create", "no-such-env"]) == 2
     err = capsys.readouterr().err
     assert "no requirement file envs/no-such-env.txt" in err and "seed-2025" in err
+
+
+def test_a_preset_axis_layers_a_recipe_over_fixed_and_under_the_other_axes(tmp_path):
+    (tmp_path / "mine.yaml").write_text("batch_size: 7\nprecision: bf16\nmax_steps: 99\neval_steps: 1\n")
+    m = parse_matrix(doc(fixed={"model": "synthetic:tiny", "batch_size": 3},
+                         axes={"preset": ["none", "mine.yaml"], "precision": ["fp32"]}), base_dir=tmp_path)
+    plain, mine = m.cells
+    assert (plain.preset, plain.config.batch_size, plain.config.precision) == ("none", 3, "fp32")
+    assert (mine.preset, mine.config.batch_size, mine.config.precision) == ("mine.yaml", 7, "fp32")
+    # the sweep still owns steps and evaluation
+    assert mine.config.max_steps == plain.config.max_steps and mine.config.eval_steps == plain.config.eval_steps
+    assert plain.match_key() != mine.match_key()
+
+
+def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
+    import hashlib
+    import json
+
+    cell = parse_matrix(doc()).cells[0]
+    old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True,
+                                                     "launch": {"instrument": True}})
+    old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
+    assert cell.key("e") == old_key
+    bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
+    assert bare.key("e") != cell.key("e") and bare.pair_key() == cell.pair_key()
+
+
+def test_an_unknown_preset_is_refused():
+    with pytest.raises(XeonftError, match="preset: 'turbo' is neither a YAML file nor a shipped recipe"):
+        parse_matrix(doc(axes={"preset": ["turbo"]}))

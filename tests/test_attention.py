@@ -1,0 +1,83 @@
+"""Per-document attention (varlen) computes what the masked sdpa does on a packed row, and nothing across rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.attention import NAME, use_attention
+
+
+def _tiny_llama():
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.config.use_cache = False  # as in training (build_trainer): transformers detects packed rows only then
+    return model
+
+
+def _packed(lengths: list[int]) -> dict[str, torch.Tensor]:
+    """One padding-free row as trl's collator builds it: documents back to back, positions restarting at 0."""
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 97, (1, sum(lengths)), generator=gen)
+    pos = torch.cat([torch.arange(n) for n in lengths])[None]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    return {"input_ids": ids, "position_ids": pos, "labels": ids.clone(), "cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
+            "max_length_q": max(lengths), "max_length_k": max(lengths)}
+
+
+def test_varlen_matches_masked_sdpa_in_loss_and_gradients():
+    model = _tiny_llama()
+    lengths = [7, 19, 3, 12]
+    batch = _packed(lengths)
+    with torch.no_grad():  # the truth: each document on its own
+        starts = [0, *torch.tensor(lengths).cumsum(0).tolist()]
+        alone = torch.cat([model(input_ids=batch["input_ids"][:, a:b]).logits
+                           for a, b in zip(starts[:-1], starts[1:], strict=True)], dim=1)
+    out = model(**batch)
+    torch.testing.assert_close(out.logits, alone, rtol=1e-4, atol=1e-5)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    use_attention(model, "varlen")
+    assert model.config._attn_implementation == NAME
+    out2 = model(**batch)
+    out2.loss.backward()
+    torch.testing.assert_close(out2.logits, out.logits, rtol=1e-4, atol=1e-5)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], rtol=1e-3, atol=1e-6, msg=n)
+
+
+def test_varlen_keeps_documents_apart():
+    """Changing one document changes no other document's logits (the mask the varlen path never builds)."""
+    model = _tiny_llama()
+    use_attention(model, "varlen")
+    batch = _packed([10, 10])
+    other = {**batch, "input_ids": batch["input_ids"].clone()}
+    other["input_ids"][0, :10] = (other["input_ids"][0, :10] + 1) % 97
+    with torch.no_grad():
+        a, b = model(**batch).logits, model(**other).logits
+    torch.testing.assert_close(a[0, 10:], b[0, 10:])
+    assert not torch.allclose(a[0, :10], b[0, :10])
+
+
+def test_varlen_without_boundaries_is_plain_causal_attention():
+    model = _tiny_llama()
+    ids = torch.randint(0, 97, (1, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        use_attention(model, "varlen")
+        got = model(input_ids=ids).logits
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_attention_is_refused_by_the_config():
+    from harness.config import load_config
+    from harness.errors import XeonftError
+
+    with pytest.raises(XeonftError, match="attn_implementation"):
+        load_config(attn_implementation="flash")
