@@ -69,8 +69,9 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
     if spec.config.backend == "compile":
         # One Inductor cache per library environment, kept between cells and sweeps: a cell whose graphs were
         # compiled before loads them (its record counts the cache hits, so a warm compile time is not mistaken
-        # for a cold one). A cache the user points to is kept.
-        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor" / spec.launch.env))
+        # for a cold one). The matrix's `variables` can point it elsewhere; an inherited TORCHINDUCTOR_CACHE_DIR is
+        # not trusted (torch sets it in any process that touched Inductor).
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor" / spec.launch.env)
     env.update(dict(spec.variables))
     return env
 

@@ -1,0 +1,106 @@
+"""Issue 5's switches end to end on a tiny Llama: precisions, per-document attention, the fast preset beside the
+recipe, a bare twin for the instrumentation overhead, IPEX recorded as unavailable, torch.compile's report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config import load_config, overlay_values
+from harness.launcher import run_sweep
+from harness.report import render
+from tests.conftest import tiny_matrix
+
+# What a preset may change without changing what is trained: how each step is computed, never the data, the
+# model, LoRA, the optimizer's algorithm, the learning-rate schedule or the samples per optimizer step.
+HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpointing", "micro_batch_size", "optim",
+                "threads"}
+
+
+def by_axes(store, **want):
+    return [r for r in store.records() if all(r["axes"].get(k) == v for k, v in want.items())]
+
+
+def test_the_fast_preset_changes_only_how_a_step_is_computed():
+    fast = overlay_values("fast")
+    assert fast and set(fast) <= HOW_NOT_WHAT
+    recipe, tuned = load_config(), load_config(preset="fast")
+    def per_step(cfg):
+        return cfg.batch_size * cfg.gradient_accumulation_steps
+
+    assert per_step(tuned) == per_step(recipe)
+    if "optim" in fast:
+        assert fast["optim"].startswith("adamw_torch")  # the same AdamW, fused or not
+
+
+@pytest.fixture(scope="module")
+def side_by_side(rows_file, tokenizer_dir, tmp_path_factory):
+    """The recipe's cell and the fast preset, each with a bare twin, in one sweep."""
+    m = tiny_matrix(rows_file, tokenizer_dir, name="fastvs",
+                    fixed={"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
+                           "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0, "batch_size": 2,
+                           "precision": "bf16-autocast"},
+                    axes={"preset": ["none", "fast"], "instrument": ["full", "bare"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 4})
+    out = tmp_path_factory.mktemp("sweeps") / "fastvs"
+    return run_sweep(m, out=out)
+
+
+def test_fast_and_recipe_cells_train_the_same_samples_to_a_close_loss(side_by_side):
+    records = side_by_side.records()
+    assert [r["status"] for r in records] == ["ok"] * 4
+    recipe, fast = by_axes(side_by_side, preset="none", instrument="full")[0], \
+        by_axes(side_by_side, preset="fast", instrument="full")[0]
+    for r in (recipe, fast):
+        assert r["result"]["summary"]["measured_sequences"] > 0
+    # the same packed rows reach each optimizer step, whatever the micro-batching
+    assert [s["sequences"] for s in recipe["result"]["steps"]] == [s["sequences"] for s in fast["result"]["steps"]]
+    assert [s["tokens"] for s in recipe["result"]["steps"]] == [s["tokens"] for s in fast["result"]["steps"]]
+    assert fast["result"]["eval_loss"] == pytest.approx(recipe["result"]["eval_loss"], rel=0.02)
+    assert fast["spec"]["config"]["attn_implementation"] == "varlen"
+
+
+def test_a_bare_cell_runs_unwatched_and_the_report_measures_the_overhead(side_by_side, tmp_path):
+    bare = by_axes(side_by_side, instrument="bare")
+    assert bare and all(r["memory"] == {} and r["result"]["onednn"] is None for r in bare)
+    full = by_axes(side_by_side, instrument="full")
+    assert all(r["memory"]["peak_rss_bytes"] > 0 and r["result"]["onednn"] for r in full)
+    assert all(0 < r["result"]["summary"]["tracker_seconds_per_step"] < r["result"]["summary"]["step_seconds_p50"]
+               for r in full)
+    out = render(side_by_side.root, out=tmp_path / "rep", baseline="preset=none,instrument=full")
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["overhead"]) == 2
+    for row in report["overhead"]:
+        assert row["CI low"] <= row["overhead"] <= row["CI high"] and 0 <= row["p"] <= 1
+    assert report["headline"].startswith("fastest cell:") and "eval loss" in report["headline"]
+    assert "Instrumentation overhead" in (out / "report.md").read_text()
+
+
+def test_ipex_where_it_cannot_load_is_unavailable_not_failed(rows_file, tokenizer_dir, tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import intel_extension_for_pytorch  # noqa: F401
+        pytest.skip("IPEX loads here")
+    except Exception:
+        pass
+    m = tiny_matrix(rows_file, tokenizer_dir, name="ipex", axes={"backend": ["ipex"]}, exclude=[])
+    store = run_sweep(m, out=tmp_path / "ipex")
+    (r,) = store.records()
+    assert r["status"] == "unavailable" and "intel_extension_for_pytorch" in r["reason"]
+    assert "seed-2025" in r["reason"] and r["wall_seconds"] < 60
+
+
+def test_a_compiled_cell_reports_compile_time_apart_and_reuses_the_cache(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile"]}, exclude=[], repeats=2,
+                    measure={"warmup_steps": 3, "steps": 2}, timeout_s=600)
+    store = run_sweep(m, out=tmp_path / "compiled")
+    first, second = store.records()
+    assert first["status"] == second["status"] == "ok", first.get("reason")
+    for r in (first, second):
+        comp = r["result"]["compile"]
+        assert comp["frames_compiled"] >= 1 and comp["compile_seconds"] > 0
+        assert r["launch"]["env"]["TORCHINDUCTOR_CACHE_DIR"].endswith("inductor/default")
+    # the second process found the first one's graphs in the shared cache
+    assert first["result"]["compile"]["fx_graph_cache_misses"] > 0
+    assert second["result"]["compile"]["fx_graph_cache_hits"] > 0
