@@ -1,4 +1,5 @@
-"""Microbenchmarks (pytest-benchmark): GEMM per dtype and one LoRA training step per precision.
+"""Microbenchmarks (pytest-benchmark): GEMM per dtype, one LoRA training step per precision, and the attention of
+one packed row (masked sdpa vs per-document varlen).
 
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-autosave        # record
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-compare         # against the last record
@@ -13,7 +14,7 @@ import torch
 
 from harness.config import load_config
 from harness.models import SHAPES, synthetic_model
-from harness.recipe import lora_config, model_dtype
+from harness.recipe import AUTOCAST, lora_config, model_dtype
 
 pytestmark = pytest.mark.benchmark(min_rounds=3, warmup=True)
 
@@ -34,7 +35,7 @@ class _Vocab:
         return SHAPES["smollm2-135m"]["vocab_size"]
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast", "bf16", "bf16-mixed"])
 def test_lora_step_smollm2_shape(benchmark, precision):
     """One forward + backward + AdamW step of LoRA on the SmolLM2-135M shape, 1 x 256 tokens."""
     from peft import get_peft_model
@@ -46,7 +47,7 @@ def test_lora_step_smollm2_shape(benchmark, precision):
     ids = torch.randint(0, 49152, (1, 256))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-autocast"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision in AUTOCAST):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         opt.step()
@@ -54,3 +55,35 @@ def test_lora_step_smollm2_shape(benchmark, precision):
 
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
     benchmark.extra_info["tokens_per_s"] = 256 / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "varlen"])
+def test_packed_row_attention(benchmark, implementation):
+    """Forward + backward of one SmolLM2-135M-shaped attention layer over a packed row of 2048 tokens holding 12
+    documents, as trl's padding-free batch 4 x 512 gives it: sdpa computes the whole row under a block mask,
+    varlen each document alone."""
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRotaryEmbedding
+
+    from harness.attention import use_attention
+
+    shape = SHAPES["smollm2-135m"]
+    config = LlamaConfig(**{**shape, "vocab_size": 100}, max_position_embeddings=4096)
+    use_attention(type("M", (), {"config": config})(), implementation)
+    layer = LlamaAttention(config, layer_idx=0).to(torch.bfloat16)
+    layer.requires_grad_(False)
+    lengths = torch.tensor([90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 116])
+    pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
+    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
+    mask = None
+    if implementation == "sdpa":
+        doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        mask = ((doc[:, None] == doc[None, :]) & torch.ones(2048, 2048, dtype=torch.bool).tril())[None, None]
+    x = torch.randn(1, 2048, shape["hidden_size"], dtype=torch.bfloat16, requires_grad=True)
+    cos_sin = LlamaRotaryEmbedding(config)(x, pos)
+
+    def step() -> None:
+        out, _ = layer(x, position_embeddings=cos_sin, attention_mask=mask, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
+        out.sum().backward()
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)

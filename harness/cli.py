@@ -121,7 +121,7 @@ def _report(args: argparse.Namespace) -> int:
     for row in summary.get("overhead") or []:
         print(f"instrumentation overhead, {row['variant']} batch {row['batch_size']}: {row['overhead']:+.2%} "
               f"(95% CI {row['CI low']:+.2%} to {row['CI high']:+.2%}, p={row['p']:.2g}); step tracker "
-              f"{row['tracker share']:.3%} of a step")
+              f"{row['tracker share']:.3%} of a step, launcher {row['launcher CPU share']:.2%} of the cell's CPU")
     print(f"report: {out / 'index.html'}\n        {out / 'report.md'}\n        {out / 'cells.csv'}")
     return 0
 

@@ -59,6 +59,7 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
             "peak_rss_gib": mem.get("peak_rss_bytes", 0) / GIB if mem else None,
             "peak_uss_gib": mem.get("peak_uss_bytes", 0) / GIB if mem else None,
             "foreign_cpu_cores": mem.get("foreign_cpu_cores_mean"),
+            "launcher_cpu_s": mem.get("launcher_cpu_seconds"),
             "model_tflops": (eff := cell_efficiency(r, peak))["tflops"],
             "mfu": eff["mfu"],
             "gemm_kernel": _top_gemm(res.get("onednn")),
@@ -128,7 +129,14 @@ def _cores(record: dict[str, Any]) -> int | None:
 def variant_label(row: Any, axes: list[str]) -> str:
     """A cell's name without its batch size (plots put batch size on the x axis)."""
     keys = [a for a in axes if a != "batch_size"] or ["precision", "backend"]
-    return " / ".join(str(v) if isinstance(v := row.get(k), str) else f"{k}={v}" for k in keys)
+
+    def name(key: str) -> str:
+        value = row.get(key)
+        if key == "preset":
+            return "recipe" if value == "none" else f"preset {value}"
+        return str(value) if isinstance(value, str) else f"{key}={value}"
+
+    return " / ".join(name(k) for k in keys)
 
 
 def steps_frame(store: ResultStore, df: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +245,8 @@ def overhead_frame(df: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
                      "steps full/bare": f"{len(f)}/{len(b)}", "step s full": float(pd.Series(f).median()),
                      "step s bare": float(pd.Series(b).median()), "overhead": ratio - 1, "CI low": low - 1,
                      "CI high": high - 1, "p": float(stats.mannwhitneyu(f, b, alternative="two-sided").pvalue),
-                     "tracker share": float((full["tracker_s_per_step"] / full["step_s_p50"]).median())})
+                     "tracker share": float((full["tracker_s_per_step"] / full["step_s_p50"]).median()),
+                     "launcher CPU share": float((full["launcher_cpu_s"] / (full["wall_s"] * full["cores"])).median())})
     return pd.DataFrame(rows)
 
 
@@ -460,7 +469,9 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
 
 OVERHEAD_NOTE = ("Each fully instrumented cell (tree sampler, oneDNN probe, progress) against its bare twin in the "
                  "same sweep: overhead = median step time full / bare - 1, with a bootstrap 95% interval and a "
-                 "Mann-Whitney p; tracker share = the step tracker's own time per step, paid by both.")
+                 "Mann-Whitney p; tracker share = the step tracker's own time per step, paid by both; launcher CPU "
+                 "share = the CPU time the launcher (sampler and progress) used while the cell ran, over the cell's "
+                 "wall time x its cores: what it can take from training, measured directly.")
 
 
 def _markdown(meta: dict, tables: dict[str, pd.DataFrame], fp: dict, figs: dict) -> str:

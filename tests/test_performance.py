@@ -73,6 +73,7 @@ def test_a_bare_cell_runs_unwatched_and_the_report_measures_the_overhead(side_by
     assert len(report["overhead"]) == 2
     for row in report["overhead"]:
         assert row["CI low"] <= row["overhead"] <= row["CI high"] and 0 <= row["p"] <= 1
+        assert 0 < row["launcher CPU share"] < 0.5 and 0 < row["tracker share"] < 0.5
     assert report["headline"].startswith("fastest cell:") and "eval loss" in report["headline"]
     assert "Instrumentation overhead" in (out / "report.md").read_text()
 
