@@ -72,7 +72,7 @@ def test_packed_row_attention(benchmark, implementation):
     use_attention(type("M", (), {"config": config})(), implementation)
     layer = LlamaAttention(config, layer_idx=0).to(torch.bfloat16)
     layer.requires_grad_(False)
-    lengths = torch.tensor([90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 116])
+    lengths = torch.tensor([90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 118])
     pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
     cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
     mask = None
