@@ -17,9 +17,9 @@ A matrix is YAML:
 
 Any FinetuneConfig field can be an axis, and so can `preset`: a shipped recipe name or a YAML file layered over
 the recipe and `fixed` (`none` layers nothing), so that a tuned preset and the recipe run side by side. So can the
-launcher's own settings: pinning, allocator, env (a library
-environment made by `xeonft env create`; `default` is xeonft's own interpreter), ranks (data-parallel processes
-per node, launched by torchrun), nnodes / node_rank / rdzv_endpoint (several machines) and inject_fault.
+launcher's own settings: pinning, allocator, env (a library environment made by `xeonft env create`; `default` is
+xeonft's own interpreter), isa (oneDNN's ISA ceiling), ranks (data-parallel processes per node, launched by
+torchrun), nnodes / node_rank / rdzv_endpoint (several machines), instrument (full | bare) and inject_fault.
 """
 
 from __future__ import annotations
