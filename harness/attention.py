@@ -32,15 +32,24 @@ def varlen_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
         # not a packed row (one unpacked sequence, decoding with a cache): plain SDPA decides
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    edges = bounds.tolist()
+    return _per_document(module, query, key, value, bounds, dropout, scaling, kwargs), None
+
+
+@torch.compiler.disable
+def _per_document(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: torch.Tensor,
+                  dropout: float, scaling: float | None, kwargs: dict[str, Any]) -> torch.Tensor:
+    """Kept out of torch.compile: the loop's length is the number of documents, which changes every batch; traced,
+    it would be unrolled and recompiled for each new count. Compiled layers run it eagerly between two graphs."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
     outs = []
-    for start, end in itertools.pairwise(edges):
+    for start, end in itertools.pairwise(bounds.tolist()):
         if end > start:
             out, _ = sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
                                             value[:, :, start:end], None, dropout=dropout, scaling=scaling,
                                             is_causal=True, **kwargs)
             outs.append(out)
-    return torch.cat(outs, dim=1), None
+    return torch.cat(outs, dim=1)
 
 
 def use_attention(model: Any, implementation: str) -> None:

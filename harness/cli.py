@@ -29,7 +29,7 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--precision", help="fp32 | bf16-autocast | bf16 | bf16-mixed")
-    p.add_argument("--backend", help="eager | compile | ipex")
+    p.add_argument("--backend", help="eager | compile | compile-layers | ipex")
     p.add_argument("--gradient-accumulation-steps", type=int)
     p.add_argument("--optim", help="a transformers optimizer name (adamw_torch, adamw_torch_fused, ...)")
     p.add_argument("--threads", type=int)

@@ -20,9 +20,11 @@ from harness.errors import XeonftError
 # adapters fp32, no autocast: LoRA GEMMs run in fp32); bf16-mixed (bf16 base, fp32 adapter master weights, every
 # GEMM in bf16 under autocast).
 Precision = Literal["fp32", "bf16-autocast", "bf16", "bf16-mixed"]
-# eager; compile (torch.compile through the Trainer); ipex (ipex.optimize on model and optimizer: needs IPEX, which
-# only the seed-2025 environment has)
-Backend = Literal["eager", "compile", "ipex"]
+# eager; compile (torch.compile of the whole model, through the Trainer); compile-layers (torch.compile of each
+# decoder layer: regional compilation, one graph reused by every layer); ipex (ipex.optimize on model and optimizer:
+# needs IPEX, which only the seed-2025 environment has)
+Backend = Literal["eager", "compile", "compile-layers", "ipex"]
+COMPILED = ("compile", "compile-layers")
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from harness import envs
 from harness.assets import cache_dir
+from harness.config import COMPILED
 from harness.errors import Unavailable
 from harness.fingerprint import environment_key, find_allocator, fingerprint, safe_env
 from harness.matrix import CellSpec, Matrix
@@ -66,7 +67,7 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
             env["MALLOC_CONF"] = JEMALLOC_CONF
     if spec.launch.isa != "default":
         env["ONEDNN_MAX_CPU_ISA"] = spec.launch.isa.upper()
-    if spec.config.backend == "compile":
+    if spec.config.backend in COMPILED:
         # One Inductor cache per library environment, kept between cells and sweeps: a cell whose graphs were
         # compiled before loads them (its record counts the cache hits, so a warm compile time is not mistaken
         # for a cold one). The matrix's `variables` can point it elsewhere; an inherited TORCHINDUCTOR_CACHE_DIR is

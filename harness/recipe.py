@@ -48,6 +48,22 @@ def load_ipex() -> Any:
     return ipex
 
 
+def compile_layers(model: Any) -> int:
+    """Regional compilation: torch.compile each decoder layer in place (`Module.compile`, so parameter names and
+    saved adapters are unchanged). The layers share their code, so one compiled graph serves them all; the embedding,
+    the LM head and trl's chunked loss stay eager. Returns the number of layers compiled."""
+    from harness.errors import XeonftError
+
+    layers = next((m for name, m in model.named_modules()
+                   if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)), None)
+    if layers is None:
+        raise XeonftError(f"backend compile-layers: no decoder layers (a ModuleList named '...layers') in "
+                          f"{type(model).__name__}")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
 def lora_config(cfg: FinetuneConfig) -> Any:
     from peft import LoraConfig
 
@@ -194,6 +210,8 @@ def build_trainer(
     """
     model.config.use_cache = False
     use_attention(model, cfg.attn_implementation)
+    if cfg.backend == "compile-layers":
+        compile_layers(model)
     if cfg.gradient_checkpointing:
         # Checkpointed blocks over frozen embeddings need inputs that require grad; trl >= 1 does this for a
         # peft model it is handed, trl 0.18 (the seed-2025 stack) only for one it wraps itself.

@@ -164,6 +164,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
     from peft import get_peft_model
     from transformers import set_seed
 
+    from harness.config import COMPILED
     from harness.data import load_splits
     from harness.fingerprint import versions
     from harness.metrics import StepTracker
@@ -226,7 +227,7 @@ def run_cell(spec: Any) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "binding": current_binding(),
         "versions": versions(),
-        "compile": compile_report() if cfg.backend == "compile" else None,
+        "compile": compile_report() if cfg.backend in COMPILED else None,
         "rank": rank,
         "local_rank": local_rank,
         "world_size": world_size,

@@ -14,8 +14,7 @@ from tests.conftest import tiny_matrix
 
 # What a preset may change without changing what is trained: how each step is computed, never the data, the
 # model, LoRA, the optimizer's algorithm, the learning-rate schedule or the samples per optimizer step.
-HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpointing", "micro_batch_size", "optim",
-                "threads"}
+HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpointing", "optim", "threads"}
 
 
 def by_axes(store, **want):
@@ -93,15 +92,39 @@ def test_ipex_where_it_cannot_load_is_unavailable_not_failed(rows_file, tokenize
 
 
 def test_a_compiled_cell_reports_compile_time_apart_and_reuses_the_cache(rows_file, tokenizer_dir, tmp_path):
-    m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile"]}, exclude=[], repeats=2,
-                    measure={"warmup_steps": 3, "steps": 2}, timeout_s=600)
+    m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile", "compile-layers"]},
+                    exclude=[], repeats=2, measure={"warmup_steps": 3, "steps": 2}, timeout_s=600)
     store = run_sweep(m, out=tmp_path / "compiled")
-    first, second = store.records()
-    assert first["status"] == second["status"] == "ok", first.get("reason")
-    for r in (first, second):
+    records = store.records()
+    assert [r["status"] for r in records] == ["ok"] * 4, [r.get("reason") for r in records]
+    layers = [r for r in records if r["axes"]["backend"] == "compile-layers"]
+    # two processes, the second from the cache: the same training
+    assert layers[0]["result"]["eval_loss"] == pytest.approx(layers[1]["result"]["eval_loss"])
+    first, second = (r for r in records if r["axes"]["backend"] == "compile")
+    for r in records:
         comp = r["result"]["compile"]
         assert comp["frames_compiled"] >= 1 and comp["compile_seconds"] > 0
         assert r["launch"]["env"]["TORCHINDUCTOR_CACHE_DIR"].endswith("inductor/default")
     # the second process found the first one's graphs in the shared cache
     assert first["result"]["compile"]["fx_graph_cache_misses"] > 0
     assert second["result"]["compile"]["fx_graph_cache_hits"] > 0
+
+
+def test_compile_layers_compiles_every_decoder_layer_in_place():
+    """Module.compile keeps the module tree, so parameter names, and the adapters saved from them, do not change."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from harness.errors import XeonftError
+    from harness.recipe import compile_layers, lora_config
+
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(AutoModelForCausalLM.from_config(config), lora_config(load_config()))
+    names = [n for n, _ in model.named_parameters()]
+    assert compile_layers(model) == 3
+    assert [n for n, _ in model.named_parameters()] == names
+    assert all(layer._compiled_call_impl is not None for layer in model.base_model.model.model.layers)
+    with pytest.raises(XeonftError, match="no decoder layers"):
+        compile_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
