@@ -37,13 +37,15 @@ def _merge_cell(records: list[dict[str, Any]]) -> dict[str, Any]:
     combined = combine_ranks(ranks, first["spec"]["warmup_steps"], first["spec"]["measured_steps"])
     result = {**results[0], **combined, "ranks": sorted(ranks, key=lambda r: r["rank"]), "nodes": len(records),
               "rank_peak_rss_sum_bytes": sum(r.get("peak_rss_bytes") or 0 for r in ranks)}
-    memory = {"peak_rss_bytes": sum(r["memory"]["peak_rss_bytes"] for r in records),
-              "peak_uss_bytes": sum(r["memory"]["peak_uss_bytes"] for r in records),
-              "foreign_cpu_cores_mean": max(r["memory"]["foreign_cpu_cores_mean"] for r in records)}
+    watched = [r["memory"] for r in records if r.get("memory")]  # a bare cell's nodes are not watched
+    memory = {"peak_rss_bytes": sum(m["peak_rss_bytes"] for m in watched),
+              "peak_uss_bytes": sum(m["peak_uss_bytes"] for m in watched),
+              "foreign_cpu_cores_mean": max(m["foreign_cpu_cores_mean"] for m in watched)} if watched else {}
     disturbed = [r for r in records if r["status"] == "disturbed"]
     status = "disturbed" if disturbed else "ok"
     reason = f"node {records.index(disturbed[0])}: {disturbed[0].get('reason')}" if disturbed else None
-    return {**merged, "status": status, "reason": reason, "result": result, "memory": {**first["memory"], **memory}}
+    return {**merged, "status": status, "reason": reason, "result": result,
+            "memory": {**(first.get("memory") or {}), **memory}}
 
 
 def merge(sources: list[str | Path], out: str | Path) -> ResultStore:

@@ -42,9 +42,10 @@ def load_ipex() -> Any:
     try:
         import intel_extension_for_pytorch as ipex
     except Exception as err:  # ImportError, or IPEX refusing a torch it was not built for
+        why = (str(err).strip().splitlines() or [""])[-1]
         raise Unavailable(f"backend ipex: intel_extension_for_pytorch cannot load with torch {torch.__version__} "
-                          f"({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''});"
-                          " run the cell in the seed-2025 environment (env: seed-2025)") from None
+                          f"({type(err).__name__}: {why}); run the cell in the seed-2025 environment "
+                          "(env: seed-2025)") from None
     return ipex
 
 
