@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from harness.config import load_config
-from harness.models import SHAPES, synthetic_model
-from harness.recipe import AUTOCAST, lora_config, model_dtype
+from harness.cell.models import SHAPES, synthetic_model
+from harness.cell.recipe import AUTOCAST, lora_config, model_dtype
 
 pytestmark = pytest.mark.benchmark(min_rounds=3, warmup=True)
 
@@ -65,7 +65,7 @@ def test_packed_row_attention(benchmark, implementation):
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRotaryEmbedding
 
-    from harness.attention import use_attention
+    from harness.cell.attention import use_attention
 
     shape = SHAPES["smollm2-135m"]
     config = LlamaConfig(**{**shape, "vocab_size": 100}, max_position_embeddings=4096)

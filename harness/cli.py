@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _env(args: argparse.Namespace) -> int:
-    from harness import envs
+    from harness.launch import envs
 
     if args.env_verb == "create":
         print(envs.create(args.name))
@@ -94,14 +94,14 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _peak(args: argparse.Namespace) -> int:
-    from harness.peak import peak_table
+    from harness.measure.peak import peak_table
 
     print(peak_table(args.size, args.shape, args.tokens))
     return 0
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from harness.merge import merge
+    from harness.results.merge import merge
 
     store = merge(args.results, args.out)
     print(f"merged {len(store.records())} cells into {store.root}")
@@ -111,7 +111,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from harness.report import render
+    from harness.render.report import render
 
     out = render(args.results, out=args.out, baseline=args.baseline)
     summary = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -129,7 +129,7 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.compare import compare, parse_threshold
+    from harness.analysis.compare import compare, parse_threshold
 
     result = compare(args.base, args.new, threshold=parse_threshold(args.threshold), alpha=args.alpha,
                      loss_tolerance=args.loss_tolerance)
@@ -140,7 +140,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from harness.config import load_config
+    from harness.config.run import load_config
     from harness.finetune import run_finetune
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"verb", "config", "out", "preset"}}
@@ -150,8 +150,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from harness.assets import fetch_all
-    from harness.models import gguf_to_safetensors
+    from harness.cell.assets import fetch_all
+    from harness.cell.models import gguf_to_safetensors
 
     paths = fetch_all()
     converted = gguf_to_safetensors(paths["model"])
@@ -160,8 +160,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.launcher import run_sweep
-    from harness.matrix import load_matrix
+    from harness.config.matrix import load_matrix
+    from harness.launch.sweep import run_sweep
 
     matrix = load_matrix(args.matrix)
     if args.node_rank is not None:

@@ -58,7 +58,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from harness.prompts import PROMPT_WITH_INPUT
+    from harness.cell.prompts import PROMPT_WITH_INPUT
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -80,7 +80,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_matrix(rows_file, tokenizer_dir, **changes):
     """A matrix of tiny-Llama cells on the test rows; `changes` replace top-level keys."""
-    from harness.matrix import parse_matrix
+    from harness.config.matrix import parse_matrix
 
     doc = {
         "name": "tiny",
@@ -99,7 +99,7 @@ def tiny_matrix(rows_file, tokenizer_dir, **changes):
 @pytest.fixture(scope="session")
 def sweep(rows_file, tokenizer_dir, tmp_path_factory):
     """A real result set: three ordinary cells, one pinned to a core, one that crashes on purpose."""
-    from harness.launcher import run_sweep
+    from harness.launch.sweep import run_sweep
 
     m = tiny_matrix(rows_file, tokenizer_dir, axes={
         "precision": ["fp32", "bf16"], "batch_size": [1, 2], "pinning": ["none", "cores"],

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from harness.attention import NAME, use_attention
+from harness.cell.attention import NAME, use_attention
 
 
 def _tiny_llama():

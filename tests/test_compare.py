@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import compare, parse_threshold
+from harness.analysis.compare import compare, parse_threshold
 from harness.errors import XeonftError
-from harness.launcher import run_sweep
-from harness.matrix import parse_matrix
-from harness.store import ResultStore
+from harness.launch.sweep import run_sweep
+from harness.config.matrix import parse_matrix
+from harness.results.store import ResultStore
 from tests.conftest import tiny_matrix
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.data import load_rows, load_splits, split_sizes
+from harness.cell.data import load_rows, load_splits, split_sizes
 from harness.errors import XeonftError
 from tests.conftest import ROWS
 

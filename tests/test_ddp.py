@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from harness.errors import XeonftError
-from harness.launcher import run_sweep
-from harness.merge import merge
-from harness.report import render
+from harness.launch.sweep import run_sweep
+from harness.results.merge import merge
+from harness.render.report import render
 from tests.conftest import tiny_matrix
 
 MEASURE = {"warmup_steps": 1, "steps": 4}

@@ -7,9 +7,9 @@ import torch
 from peft import get_peft_model
 
 from harness.config import load_config
-from harness.flops import cell_efficiency, per_token_flops
-from harness.models import resolve_model
-from harness.recipe import lora_config
+from harness.measure.flops import cell_efficiency, per_token_flops
+from harness.cell.models import resolve_model
+from harness.cell.recipe import lora_config
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import XeonftError
-from harness.matrix import parse_matrix
+from harness.config.matrix import parse_matrix
 
 
 def doc(**changes):
@@ -59,7 +59,7 @@ def test_a_bad_matrix_exits_2_and_runs_nothing(tmp_path, capsys):
 def test_shipped_matrices_are_valid():
     from pathlib import Path
 
-    from harness.matrix import load_matrix
+    from harness.config.matrix import load_matrix
 
     shipped = sorted(Path(__file__).parent.parent.joinpath("bench", "matrices").glob("*.yaml"))
     assert {p.stem for p in shipped} >= {"smoke", "default", "seed-1b"}

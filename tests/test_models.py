@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from harness.errors import XeonftError
-from harness.models import SHAPES, resolve_model
+from harness.cell.models import SHAPES, resolve_model
 
 
 def test_tiny_synthetic_llama_takes_the_tokenizers_vocab(tokenizer_dir):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.launcher import run_sweep
-from harness.onednn import capture_verbose, summarize
-from harness.report import cells_frame, flags
+from harness.launch.sweep import run_sweep
+from harness.measure.onednn import capture_verbose, summarize
+from harness.render.report import cells_frame, flags
 from tests.conftest import tiny_matrix
 
 AMX_LINES = [

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from harness.config import load_config, overlay_values
-from harness.launcher import run_sweep
-from harness.report import render
+from harness.launch.sweep import run_sweep
+from harness.render.report import render
 from tests.conftest import tiny_matrix
 
 # What a preset may change without changing what is trained: how each step is computed, never the data, the
@@ -117,7 +117,7 @@ def test_compile_layers_compiles_every_decoder_layer_in_place():
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from harness.errors import XeonftError
-    from harness.recipe import compile_layers, lora_config
+    from harness.cell.recipe import compile_layers, lora_config
 
     config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2)

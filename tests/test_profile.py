@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.launcher import run_sweep
-from harness.profile import categorize
-from harness.report import render
+from harness.launch.sweep import run_sweep
+from harness.measure.profile import categorize
+from harness.render.report import render
 from tests.conftest import tiny_matrix
 
 

@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer
 
-from harness.prompts import prompt, tokenize_example, training_text
+from harness.cell.prompts import prompt, tokenize_example, training_text
 
 
 def test_template_without_input_renders_exactly_and_ends_with_eos():

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.report import render
+from harness.render.report import render
 
 PLOTS = {"throughput", "speedup", "memory", "loss", "step_times"}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.errors import XeonftError
-from harness.launcher import run_sweep
+from harness.launch.sweep import run_sweep
 from tests.conftest import tiny_matrix
 
 HF_TOKEN = "hf_" + "Q" * 8 + "secretvalue" + "7" * 14

@@ -24,47 +24,16 @@ torchrun), nnodes / node_rank / rdzv_endpoint (several machines), instrument (fu
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
+from harness.config.run import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
+from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
 from harness.errors import XeonftError
 
-Pinning = Literal["none", "cores", "numa"]
-Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2"]
-Allocator = Literal["default", "jemalloc", "tcmalloc"]
-# inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
-# (every step made a quarter to a third slower). It is not part of a cell's identity when result sets are matched.
-Fault = Literal["none", "crash", "hang", "oom", "slow"]
-
-
-class LaunchSettings(BaseModel):
-    """How the launcher runs a cell's process (not part of the training config)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pinning: Pinning = "none"
-    allocator: Allocator = "default"
-    env: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    inject_fault: Fault = "none"
-    # oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA): measures the AMX speedup on one machine, in one sweep
-    isa: Isa = "default"
-    # Data parallelism (torchrun): ranks per node, and for several machines the rendezvous settings.
-    ranks: int = Field(default=1, ge=1)
-    nnodes: int = Field(default=1, ge=1)
-    node_rank: int = Field(default=0, ge=0)
-    rdzv_endpoint: str | None = None
-    # full: the tree sampler, the oneDNN probe and progress lines; bare: none of them (the step clock stays), to
-    # measure what the harness's own instrumentation costs, side by side in one sweep
-    instrument: Literal["full", "bare"] = "full"
-
-
-LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
 PRESET_KEY = "preset"
 CONFIG_KEYS = tuple(FinetuneConfig.model_fields)
 # Set by the sweep itself for every cell: a matrix that sets them is refused, not silently overridden.
@@ -72,10 +41,12 @@ MANAGED_KEYS = ("max_steps", "save_checkpoints", "logging_steps")
 SWEEP_DEFAULTS = ("eval_steps", "prompts")  # one eval after the measured steps, no generations, unless set
 
 
+
+
 class Measure(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    warmup_steps: int = Field(default=1, ge=0)
+    warmup_steps: int = Field(default=1, ge=0)  # timing warm-up: steps run but not timed (not the LR warm-up)
     steps: int = Field(default=4, ge=1)
     profile: bool = False  # one extra step after the measured ones, under torch.profiler
 
@@ -97,49 +68,6 @@ class MatrixFile(BaseModel):
     disturbance_cores: float = Field(default=0.25, gt=0)
     peak: bool = True  # measure the GEMM peak before the cells (MFU is reported against it)
     variables: dict[str, str] = Field(default_factory=dict)
-
-
-class CellSpec(BaseModel):
-    """Everything that defines one cell, and nothing else: a frozen, hashable value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    config: FinetuneConfig
-    launch: LaunchSettings
-    warmup_steps: int
-    measured_steps: int
-    profile: bool = False
-    preset: str = "none"  # the overlay the cell's config was built with (its effect is in `config`)
-    repeat: int = 0
-    variables: tuple[tuple[str, str], ...] = ()
-    timeout_s: float = 1800
-
-    def _dump(self, exclude: dict[str, Any]) -> dict[str, Any]:
-        # fields that joined later are left out at their defaults, which keeps the keys of earlier result sets
-        exclude = dict(exclude)
-        if self.preset == "none":
-            exclude["preset"] = True
-        if self.launch.instrument == "full":
-            launch = exclude.get("launch", {})
-            exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch),
-                                 "instrument": True}
-        return self.model_dump(mode="json", exclude=exclude)
-
-    def pair_key(self) -> str:
-        """The match key without `instrument`: a bare cell and its fully instrumented twin share it."""
-        return self.model_copy(update={"launch": self.launch.model_copy(update={"instrument": "full"})}).match_key()
-
-    def key(self, environment: str) -> str:
-        """The store's key: a hash of the cell's definition plus the environment it ran in."""
-        text = json.dumps({"spec": self._dump({"timeout_s": True}), "env": environment}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def match_key(self) -> str:
-        """A hash of the definition alone (no environment, repeat, injected fault or node rank): how result sets
-        are matched, and how the nodes of one multi-node cell find each other when merged."""
-        text = json.dumps(self._dump({"timeout_s": True, "repeat": True,
-                                      "launch": {"inject_fault": True, "node_rank": True}}), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Matrix(BaseModel):
@@ -248,7 +176,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         except XeonftError as err:
             errors.append(str(err))
             continue
-        spec = CellSpec(config=cfg, launch=launch, warmup_steps=m.measure.warmup_steps,
+        spec = CellSpec(config=cfg, launch=launch, timing_warmup_steps=m.measure.warmup_steps,
                         measured_steps=m.measure.steps, profile=m.measure.profile, preset=preset,
                         variables=tuple(sorted(m.variables.items())), timeout_s=m.timeout_s)
         if spec.key("") not in seen:

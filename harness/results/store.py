@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import XeonftError
-from harness.fingerprint import redact
+from harness.measure.fingerprint import redact
 
 STATUSES = ("ok", "failed", "oom", "timeout", "unavailable", "disturbed")
 # Statuses a resumed sweep re-runs: a disturbed measurement is worth taking again; failures only when asked.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import XeonftError
-from harness.store import ResultStore
+from harness.results.store import ResultStore
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The one place that turns a dataset name into train and eval splits of Alpaca rows.
 
-Accepted names: ``default`` (the 999-row Alpaca demo set, see harness.assets), a local JSON / JSONL / Parquet /
+Accepted names: ``default`` (the 999-row Alpaca demo set, see harness.cell.assets), a local JSON / JSONL / Parquet /
 CSV file, or a Hugging Face Hub dataset id. Rows need ``instruction`` and ``output``; ``input`` may be absent.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.assets import DEFAULT_DATA, ensure
+from harness.cell.assets import DEFAULT_DATA, ensure
 from harness.errors import XeonftError
 
 REQUIRED = ("instruction", "output")

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import XeonftError
-from harness.metrics import combine_ranks
-from harness.store import ResultStore, write_json
+from harness.results.ranks import combine_ranks
+from harness.results.store import ResultStore, write_json
 
 
 def _merge_cell(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -135,12 +135,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def shipped_recipes() -> list[str]:
     """Names of the recipe files shipped inside the package (usable as `--config NAME`)."""
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("harness.recipes").iterdir()
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("harness.config.recipes").iterdir()
                   if p.name.endswith(".yaml"))
 
 
 def _shipped(name: str) -> dict[str, Any]:
-    text = resources.files("harness.recipes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    text = resources.files("harness.config.recipes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
 

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from harness.assets import cache_dir
+from harness.cell.assets import cache_dir
 from harness.errors import XeonftError
 
 DEFAULT = "default"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def requirements_dir() -> Path:

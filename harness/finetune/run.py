@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from harness.config import FinetuneConfig
-from harness.data import load_splits
+from harness.cell.data import load_splits
+from harness.cell.models import resolve_model
+from harness.cell.recipe import MUTATING_INITS, build_trainer, lora_config, model_dtype
+from harness.cell.tracker import StepTracker
+from harness.config.run import FinetuneConfig
 from harness.errors import XeonftError
-from harness.fingerprint import versions
-from harness.generate import generate, side_by_side_markdown
-from harness.metrics import StepTracker
-from harness.models import resolve_model
-from harness.plots import loss_plot
-from harness.recipe import MUTATING_INITS, build_trainer, lora_config, model_dtype
+from harness.finetune.generate import generate, side_by_side_markdown
+from harness.finetune.plots import loss_plot
+from harness.measure.fingerprint import versions
 
 console = Console(stderr=True)
 
@@ -148,7 +148,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
         "trainable_parameters": trainable,
         "train_rows": len(train_ds),
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "throughput": tracker.summary(warmup_steps=min(1, max(0, len(tracker.steps) - 1))),  # step 1 is warm-up
+        "throughput": tracker.summary(timing_warmup=min(1, max(0, len(tracker.steps) - 1))),  # step 1 is warm-up
         "train_loss_first": next((h["loss"] for h in log_history if "loss" in h), None),
         "train_loss_last": next((h["loss"] for h in reversed(log_history) if "loss" in h), None),
         "train_loss_mean": train_output.training_loss,

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.measure.shapes import SHAPE_KEYS, block_linears
+
 
 def per_token_flops(model: dict[str, Any], lora_r: int, mean_document_tokens: float) -> float | None:
     """Model FLOPs to train on one token; None when the model's shape is not known."""
-    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-    if any(model.get(k) is None for k in keys):
+    if any(model.get(k) is None for k in SHAPE_KEYS):
         return None
-    h, layers, heads = model["hidden_size"], model["num_hidden_layers"], model["num_attention_heads"]
-    kv = h // heads * (model.get("num_key_value_heads") or heads)
-    inter, vocab = model["intermediate_size"], model["vocab_size"]
-    linears = [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]  # q k v o gate up down
+    h, layers, vocab = model["hidden_size"], model["num_hidden_layers"], model["vocab_size"]
+    linears = list(block_linears(model).values())
     n_lin = layers * sum(i * o for i, o in linears) + vocab * h
     n_lora = layers * lora_r * sum(i + o for i, o in linears)
     attention = layers * 4 * h * (mean_document_tokens / 2)

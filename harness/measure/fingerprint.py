@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from harness.topology import cores, numa_nodes
+from harness.launch.topology import cores, numa_nodes
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy",
              "intel-extension-for-pytorch", "oneccl-bind-pt")

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from harness.attention import use_attention
-from harness.config import FinetuneConfig
-from harness.prompts import tokenize_example
+from harness.cell.attention import use_attention
+from harness.cell.prompts import tokenize_example
+from harness.config.run import FinetuneConfig
 
 # peft's names for the recipe's init choices ("default" is peft's init_lora_weights=True: B = 0, A Kaiming).
 LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "gaussian", "default": True}

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from harness.prompts import prompt
+from harness.cell.prompts import prompt
 
 
 @torch.inference_mode()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.measure.shapes import SHAPES, kv_width
+
 DTYPES = ("bf16", "fp32")
 
 
@@ -27,8 +29,7 @@ def gemm_tflops(m: int, k: int, n: int, dtype: str, min_seconds: float = 0.5) ->
 
 def model_shapes(model: dict[str, Any], tokens: int) -> dict[str, tuple[int, int, int]]:
     """The forward GEMMs of one Llama block (and the LM head) for `tokens` rows."""
-    h, inter, vocab = model["hidden_size"], model["intermediate_size"], model["vocab_size"]
-    kv = h // model["num_attention_heads"] * (model.get("num_key_value_heads") or model["num_attention_heads"])
+    h, inter, vocab, kv = model["hidden_size"], model["intermediate_size"], model["vocab_size"], kv_width(model)
     return {"qo_proj": (tokens, h, h), "kv_proj": (tokens, h, kv), "up_gate_proj": (tokens, h, inter),
             "down_proj": (tokens, inter, h), "lm_head": (tokens, h, vocab)}
 
@@ -41,7 +42,6 @@ def measure_peak(size: int = 2048, min_seconds: float = 0.5) -> dict[str, float]
 def peak_table(size: int, shape: str, tokens: int) -> str:
     """`xeonft peak`'s table: TFLOP/s per dtype of a square GEMM and of a model shape's own GEMMs."""
     from harness.errors import XeonftError
-    from harness.models import SHAPES
 
     if shape not in SHAPES or SHAPES[shape]["vocab_size"] is None:
         raise XeonftError(f"unknown shape '{shape}': choose one of {', '.join(s for s in SHAPES if s != 'tiny')}")

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import XeonftError
-from harness.flops import cell_efficiency
-from harness.store import ResultStore
+from harness.measure.flops import cell_efficiency
+from harness.results.store import ResultStore
 
 GIB = 2**30
 # The paper's own cell: bf16=True (autocast), eager, per-device batch 4.
@@ -89,7 +89,7 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
 def _pair_key(spec: dict[str, Any]) -> str | None:
     from pydantic import ValidationError
 
-    from harness.matrix import CellSpec
+    from harness.config.matrix import CellSpec
 
     try:
         return CellSpec.model_validate(spec).pair_key()
@@ -222,7 +222,7 @@ def overhead_frame(df: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
     Mann-Whitney p; plus the step tracker's own time per step, which the bare cell still pays."""
     from scipy import stats
 
-    from harness.compare import ratio_ci
+    from harness.analysis.compare import ratio_ci
 
     if "instrument" not in df or df["instrument"].nunique() < 2 or steps.empty or "warmup" not in steps:
         return pd.DataFrame()

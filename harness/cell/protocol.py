@@ -1,0 +1,33 @@
+"""What the launcher and the worker say to each other: the environment variables, the progress lines on the
+worker's stdout and the verdict line on its stderr. No torch here: the launcher imports it."""
+
+from __future__ import annotations
+
+import os
+
+PROGRESS_PREFIX = "@@xeonft"
+PLACEMENTS_VAR = "XEONFT_RANK_PLACEMENTS"  # JSON list, one {cpus, mem_node} per local rank, set by the launcher
+BOUND_VAR = "XEONFT_BOUND"
+UNAVAILABLE_PREFIX = "xeonft: unavailable:"  # the stderr line of a cell that cannot run here (exit code 3)
+ERROR_PREFIX = "xeonft: error:"  # the stderr line of a cell given bad input (exit code 2)
+
+
+def world() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) outside it."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def progress_line(step: int, total: int) -> str:
+    return f"{PROGRESS_PREFIX} step {step} {total}"
+
+
+def parse_progress(line: str) -> tuple[int, int] | None:
+    """(step, total) from a progress line; None for any other line."""
+    parts = line.split()
+    if len(parts) == 4 and parts[0] == PROGRESS_PREFIX and parts[1] == "step":
+        try:
+            return int(parts[2]), int(parts[3])
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,118 @@
+"""One cell's training: the recipe with the step clock and the probes attached, for the spec's steps.
+
+This is the worker's cell (`train_cell`); the launcher's side of a cell is `harness.launch.supervisor`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.cell.protocol import PLACEMENTS_VAR, progress_line, world
+
+
+def lora_checksum(model: Any) -> str:
+    """A digest of every trainable (LoRA) weight: equal on every rank when data parallelism kept them in sync."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _inject(fault: str) -> None:
+    """Faults on purpose, for testing the harness: a real crash, hang or allocation failure at step 1."""
+    if fault == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":
+        time.sleep(10**6)
+    elif fault == "oom":
+        raise MemoryError("injected: DefaultCPUAllocator: can't allocate memory")
+
+
+def train_cell(spec: Any) -> dict[str, Any]:
+    """Train one cell and return its measurements."""
+    import torch
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    from harness.cell.data import load_splits
+    from harness.cell.models import resolve_model
+    from harness.cell.probes import compile_report, onednn_probe, profiler
+    from harness.cell.recipe import build_trainer, lora_config, model_dtype
+    from harness.cell.tracker import StepTracker
+    from harness.config.run import COMPILED
+    from harness.launch.topology import current_binding
+    from harness.measure.fingerprint import versions
+
+    cfg = spec.config
+    rank, local_rank, world_size = world()
+    if cfg.threads and world_size == 1:
+        torch.set_num_threads(cfg.threads)
+    elif os.environ.get(PLACEMENTS_VAR):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    set_seed(cfg.seed)
+    if cfg.backend == "ipex":
+        from harness.cell.recipe import load_ipex
+
+        load_ipex()  # unavailable before a minute is spent loading the model
+    t0 = time.perf_counter()
+    train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
+    loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
+    peft_model = get_peft_model(loaded.model, lora_config(cfg))
+    fault = spec.launch.inject_fault
+
+    bare = spec.launch.instrument == "bare"
+
+    def on_step(step: int, total: int) -> None:
+        if not bare:
+            print(progress_line(step, total), flush=True)
+        if step == 1 and fault in ("crash", "hang", "oom") and rank == world_size - 1:  # the last rank dies
+            _inject(fault)
+
+    tracker = StepTracker(on_step=on_step)
+    probe = onednn_probe(spec.timing_warmup_steps) if not bare else None
+    prof = profiler(spec.timing_warmup_steps + spec.measured_steps + 1) if spec.profile else None
+    if fault == "slow":  # a real slowdown inside each step, so the step times carry it
+        count_batch = tracker.on_batch
+
+        def slow_batch(tokens: int, sequences: int) -> None:
+            if tracker.steps:
+                time.sleep(0.25 * tracker.steps[-1].compute_seconds)
+            count_batch(tokens, sequences)
+
+        tracker.on_batch = slow_batch  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
+        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp),
+                                [c for c in (tracker, probe, prof) if c is not None])
+        setup_seconds = time.perf_counter() - t0
+        trainer.train()
+    evals = [e for e in tracker.evals if "eval_loss" in e]
+    return {
+        "summary": tracker.summary(spec.timing_warmup_steps, spec.measured_steps),
+        "steps": tracker.records(),
+        "evals": tracker.evals,
+        "eval_loss": evals[-1]["eval_loss"] if evals else None,
+        "setup_seconds": setup_seconds,
+        "model": loaded.info,
+        "train_rows": len(train_ds),
+        "eval_rows": len(eval_ds) if eval_ds is not None else 0,
+        "torch_threads": torch.get_num_threads(),
+        "binding": current_binding(),
+        "versions": versions(),
+        "compile": compile_report() if cfg.backend in COMPILED else None,
+        "rank": rank,
+        "local_rank": local_rank,
+        "world_size": world_size,
+        "pid": os.getpid(),
+        "lora_checksum": lora_checksum(peft_model),
+        "onednn": probe.summary if probe else None,
+        "profile": prof.summary if prof else None,
+    }

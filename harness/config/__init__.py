@@ -1,0 +1,20 @@
+"""What to run: the run config (`run`), a cell's definition (`spec`) and matrix files (`matrix`), and the shipped
+recipes. `harness.config` itself re-exports the run config's API."""
+
+from harness.config.run import (
+    BACKENDS,
+    COMPILED,
+    PRECISIONS,
+    FinetuneConfig,
+    base_values,
+    build_config,
+    explain,
+    load_config,
+    overlay_values,
+    read_yaml,
+    recipe_defaults,
+    shipped_recipes,
+)
+
+__all__ = ["BACKENDS", "COMPILED", "PRECISIONS", "FinetuneConfig", "base_values", "build_config", "explain",
+           "load_config", "overlay_values", "read_yaml", "recipe_defaults", "shipped_recipes"]

@@ -1,0 +1,132 @@
+"""The launcher's view of a running cell: a thread that samples the memory of the cell's whole process tree and
+the CPU that other processes take, from outside the tree (no torch here)."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+
+def _sum_over(procs: list[psutil.Process], read: Callable[[psutil.Process], int], peaks: dict[int, int]) -> int:
+    """Sum a per-process reading over a tree, keeping each process's own peak; gone processes count zero."""
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            value = read(p)
+            total += value
+            peaks[p.pid] = max(peaks.get(p.pid, 0), value)
+    return total
+
+
+@dataclass
+class TreeSampler:
+    """Samples a process tree from outside it: peak RSS and USS of the whole tree, and foreign CPU load.
+
+    Foreign load is the CPU time that processes outside the tree (and outside this sampler's own process) used,
+    in cores, over each second: the signal that a measurement was disturbed.
+    """
+
+    pid: int
+    interval: float = 0.1
+    uss_interval: float = 5.0
+    sampler_cpu_seconds: float = 0.0
+    peak_rss: int = 0
+    peak_uss: int = 0
+    samples: int = 0
+    foreign_cores: list[float] = field(default_factory=list)
+    peak_rss_by_pid: dict[int, int] = field(default_factory=dict)
+    peak_uss_by_pid: dict[int, int] = field(default_factory=dict)
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    _me_start: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> TreeSampler:
+        self._me_start = self._cpu_seconds([psutil.Process()])
+        self._thread = threading.Thread(target=self._run, name="xeonft-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    @staticmethod
+    def _cpu_seconds(procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        """RSS every tick (reading /proc/PID/statm costs microseconds). USS walks every page mapping (about 40 ms
+        of CPU for a 2 GB process), so it is read every `uss_interval` seconds and when RSS has grown 2% past
+        the last read, at most once a second. The tree's members and the CPU accounting refresh once a second."""
+        me = psutil.Process()
+        t0 = time.monotonic()
+        last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me])
+        last_uss, rss_at_uss = -1e9, 0
+        known: dict[int, float] = {}
+        procs = self._tree()
+        while not self._stop.wait(self.interval):
+            now = time.monotonic()
+            rss = _sum_over(procs, lambda p: p.memory_info().rss, self.peak_rss_by_pid)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.samples += 1
+            grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
+            if grown or now - last_uss >= self.uss_interval:
+                uss = _sum_over(procs, lambda p: p.memory_full_info().uss, self.peak_uss_by_pid)
+                self.peak_uss = max(self.peak_uss, uss)
+                last_uss, rss_at_uss = now, rss
+            if now - last_t >= 1.0:
+                procs = self._tree()
+                # Each live member's own CPU plus that of its children already reaped (short-lived helpers
+                # would otherwise count as foreign); a member that has gone is dropped, as its time now sits
+                # in its parent's children_* counters.
+                live: dict[int, float] = {}
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        live[p.pid] = t.user + t.system + t.children_user + t.children_system
+                known = live or known
+                busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
+                foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
+                self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
+                self.timeline.append((round(now - t0, 2), rss))
+                self.sampler_cpu_seconds = mine - self._me_start
+                last_t, last_busy, last_tree, last_me = now, busy, tree, mine
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        loads = sorted(self.foreign_cores)
+        return {
+            "peak_rss_bytes": self.peak_rss,
+            "peak_uss_bytes": self.peak_uss,
+            "memory_samples": self.samples,
+            "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
+            "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
+            "launcher_cpu_seconds": self.sampler_cpu_seconds,
+        }
