@@ -111,6 +111,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import json
 
+    from harness.render.fmt import num, pct
     from harness.render.report import render
 
     out = render(args.results, out=args.out, baseline=args.baseline)
@@ -118,10 +119,14 @@ def _report(args: argparse.Namespace) -> int:
     print(summary["baseline"])
     if summary.get("headline"):
         print(summary["headline"])
+    for note in summary.get("notes") or []:
+        print(f"note: {note}")
     for row in summary.get("overhead") or []:
+        ci = (f"95% interval {pct(row['CI low'], signed=True)} to {pct(row['CI high'], signed=True)}, "
+              f"p={num(row['p'], '{:.2g}')}")
         print(f"instrumentation overhead, {row['variant']} batch {row['batch_size']}: {row['overhead']:+.2%} "
-              f"(95% CI {row['CI low']:+.2%} to {row['CI high']:+.2%}, p={row['p']:.2g}); step tracker "
-              f"{row['tracker share']:.3%} of a step, launcher {row['launcher CPU share']:.2%} of the cell's CPU")
+              f"({ci}); step tracker {pct(row['tracker share'])} of a step, launcher "
+              f"{pct(row['launcher CPU share'])} of the cell's CPU")
     print(f"report: {out / 'index.html'}\n        {out / 'report.md'}\n        {out / 'cells.csv'}")
     return 0
 

@@ -109,3 +109,12 @@ def sweep(rows_file, tokenizer_dir, tmp_path_factory):
                  {"pinning": "cores", "precision": "bf16"}, {"pinning": "cores", "inject_fault": "crash"}])
     out = tmp_path_factory.mktemp("sweeps") / "tiny"
     return m, run_sweep(m, out=out)
+
+
+def disk_records(store) -> list[dict]:
+    """A result set's cell records as their JSON on disk (the layout users' scripts read)."""
+    return [r.model_dump(mode="json", exclude_unset=True) for r in store.records()]
+
+
+def disk_manifest(store) -> dict:
+    return store.manifest().model_dump(mode="json", exclude_unset=True)

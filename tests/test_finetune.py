@@ -9,11 +9,11 @@ import pytest
 import torch
 from peft import get_peft_model
 
+from harness.cell.models import resolve_model
+from harness.cell.recipe import lora_config, model_dtype
 from harness.config import load_config
 from harness.errors import XeonftError
 from harness.finetune import load_tuned, run_finetune, save_adapter, save_initial_adapter
-from harness.cell.models import resolve_model
-from harness.cell.recipe import lora_config, model_dtype
 
 
 def tiny_config(rows_file, tokenizer_dir, **changes):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from peft import get_peft_model
 
-from harness.config import load_config
-from harness.measure.flops import cell_efficiency, per_token_flops
 from harness.cell.models import resolve_model
 from harness.cell.recipe import lora_config
+from harness.config import load_config
+from harness.measure.flops import cell_efficiency, mean_context, per_token_flops
+from harness.results.records import CellRecord
 
 
 @pytest.fixture(scope="module")
@@ -22,24 +23,59 @@ def test_linear_and_lora_weights_match_the_real_model(tiny):
     n_lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     peft_model = get_peft_model(model, lora_config(load_config(lora_r=8)))
     n_lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
-    no_attention = per_token_flops(tiny.info, 8, mean_document_tokens=0)
+    no_attention = per_token_flops(tiny.info, 8, mean_context=0)
     assert no_attention == 4 * n_lin + 6 * n_lora
+    # adapters on the attention projections only: the real model's adapter count again
+    fresh = resolve_model("synthetic:tiny", torch.float32, tokenizer=tiny.tokenizer.name_or_path).model
+    attention = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    attn_only = get_peft_model(fresh, lora_config(load_config(lora_r=8, lora_target_modules=attention)))
+    n_attn = sum(p.numel() for n, p in attn_only.named_parameters() if "lora_" in n)
+    assert per_token_flops(tiny.info, 8, 0, attention) == 4 * n_lin + 6 * n_attn
 
 
-def test_attention_grows_with_the_documents_length(tiny):
-    short, long = per_token_flops(tiny.info, 8, 100), per_token_flops(tiny.info, 8, 200)
+def test_attention_grows_with_the_context(tiny):
+    short, long = per_token_flops(tiny.info, 8, 50), per_token_flops(tiny.info, 8, 100)
     base = per_token_flops(tiny.info, 8, 0)
     assert long - base == pytest.approx(2 * (short - base))
 
 
+def test_packed_documents_attend_within_themselves():
+    # documents of 100 and 300 tokens: mean context (100^2 + 300^2) / (2 * 400) = 125, not 400 / 2 / 2 = 100
+    assert mean_context({"measured_tokens": 400, "measured_sequences": 2, "measured_doc_sq": 100**2 + 300**2}) == 125
+    assert mean_context({"measured_tokens": 400, "measured_sequences": 2}) == 100  # older records: equal lengths
+
+
+def _record(info, peak=None, **config):
+    return CellRecord.model_validate({
+        "key": "k", "status": "ok", "peak": peak,
+        "spec": {"config": {"precision": "bf16-autocast", "lora_r": 8, **config}},
+        "result": {"model": info, "summary": {"tokens_per_second": 1000.0, "measured_tokens": 4000,
+                                              "measured_sequences": 20}}})
+
+
 def test_mfu_is_model_flops_per_second_over_the_peak_of_the_cells_dtype(tiny):
-    record = {"spec": {"config": {"precision": "bf16-autocast", "lora_r": 8}},
-              "result": {"model": tiny.info, "summary": {"tokens_per_second": 1000.0, "measured_tokens": 4000,
-                                                         "measured_sequences": 20}}}
+    record = _record(tiny.info)
     eff = cell_efficiency(record, {"bf16": 2.0, "fp32": 0.5})
-    assert eff["tflops"] == pytest.approx(per_token_flops(tiny.info, 8, 200) * 1000 / 1e12)
+    assert eff["tflops"] == pytest.approx(per_token_flops(tiny.info, 8, 100) * 1000 / 1e12)
     assert eff["mfu"] == pytest.approx(eff["tflops"] / 2.0)
     assert cell_efficiency(record, None)["mfu"] is None
+    # a cell's own peak (measured at its core count) wins over the sweep's
+    assert cell_efficiency(_record(tiny.info, peak={"bf16": 1.0}), {"bf16": 2.0})["mfu"] == pytest.approx(eff["tflops"])
+
+
+def test_hardware_flops_add_checkpoint_recomputation(tiny):
+    plain = cell_efficiency(_record(tiny.info, gradient_checkpointing=False, attn_implementation="varlen"),
+                            {"bf16": 2.0})
+    ckpt = cell_efficiency(_record(tiny.info, gradient_checkpointing=True, attn_implementation="varlen"),
+                           {"bf16": 2.0})
+    assert plain["hfu"] == pytest.approx(plain["mfu"]) and ckpt["mfu"] == pytest.approx(plain["mfu"])
+    assert ckpt["hfu"] > 1.3 * ckpt["mfu"]
+
+
+def test_an_architecture_the_formula_does_not_know_gets_no_mfu(tiny):
+    other = {**tiny.info, "architecture": "GPT2LMHeadModel"}
+    assert per_token_flops(other, 8, 100) is None
+    assert cell_efficiency(_record(other), {"bf16": 2.0}) == {"tflops": None, "mfu": None, "hfu": None}
 
 
 def test_peak_cli_times_a_model_shapes_gemms_and_refuses_unknown_shapes(capsys):

@@ -10,7 +10,7 @@ import pytest
 from harness.config import load_config, overlay_values
 from harness.launch.sweep import run_sweep
 from harness.render.report import render
-from tests.conftest import tiny_matrix
+from tests.conftest import disk_records, tiny_matrix
 
 # What a preset may change without changing what is trained: how each step is computed, never the data, the
 # model, LoRA, the optimizer's algorithm, the learning-rate schedule or the samples per optimizer step.
@@ -18,7 +18,7 @@ HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpo
 
 
 def by_axes(store, **want):
-    return [r for r in store.records() if all(r["axes"].get(k) == v for k, v in want.items())]
+    return [r for r in disk_records(store) if all(r["axes"].get(k) == v for k, v in want.items())]
 
 
 def test_the_fast_preset_changes_only_how_a_step_is_computed():
@@ -47,7 +47,7 @@ def side_by_side(rows_file, tokenizer_dir, tmp_path_factory):
 
 
 def test_fast_and_recipe_cells_train_the_same_samples_to_a_close_loss(side_by_side):
-    records = side_by_side.records()
+    records = disk_records(side_by_side)
     assert [r["status"] for r in records] == ["ok"] * 4
     recipe, fast = by_axes(side_by_side, preset="none", instrument="full")[0], \
         by_axes(side_by_side, preset="fast", instrument="full")[0]
@@ -86,7 +86,7 @@ def test_ipex_where_it_cannot_load_is_unavailable_not_failed(rows_file, tokenize
         pass
     m = tiny_matrix(rows_file, tokenizer_dir, name="ipex", axes={"backend": ["ipex"]}, exclude=[])
     store = run_sweep(m, out=tmp_path / "ipex")
-    (r,) = store.records()
+    (r,) = disk_records(store)
     assert r["status"] == "unavailable" and "intel_extension_for_pytorch" in r["reason"]
     assert "seed-2025" in r["reason"] and r["wall_seconds"] < 60
 
@@ -95,7 +95,7 @@ def test_a_compiled_cell_reports_compile_time_apart_and_reuses_the_cache(rows_fi
     m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile", "compile-layers"]},
                     exclude=[], repeats=2, measure={"warmup_steps": 3, "steps": 2}, timeout_s=600)
     store = run_sweep(m, out=tmp_path / "compiled")
-    records = store.records()
+    records = disk_records(store)
     assert [r["status"] for r in records] == ["ok"] * 4, [r.get("reason") for r in records]
     layers = [r for r in records if r["axes"]["backend"] == "compile-layers"]
     # two processes, the second from the cache: the same training
@@ -116,8 +116,8 @@ def test_compile_layers_compiles_every_decoder_layer_in_place():
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from harness.errors import XeonftError
     from harness.cell.recipe import compile_layers, lora_config
+    from harness.errors import XeonftError
 
     config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2)

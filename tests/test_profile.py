@@ -7,7 +7,7 @@ import pytest
 from harness.launch.sweep import run_sweep
 from harness.measure.profile import categorize
 from harness.render.report import render
-from tests.conftest import tiny_matrix
+from tests.conftest import disk_records, tiny_matrix
 
 
 def test_operators_fall_into_categories():
@@ -23,7 +23,7 @@ def test_a_profiled_step_is_recorded_apart_and_a_one_cell_report_renders(rows_fi
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"]}, exclude=[],
                     measure={"warmup_steps": 1, "steps": 3, "profile": True})
     store = run_sweep(m, out=tmp_path / "p")
-    (record,) = store.records()
+    (record,) = disk_records(store)
     res = record["result"]
     assert len(res["steps"]) == 5 and res["summary"]["measured_steps"] == 3
     measured = res["steps"][1:4]

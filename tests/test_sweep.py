@@ -8,21 +8,21 @@ import pytest
 
 from harness.errors import XeonftError
 from harness.launch.sweep import run_sweep
-from tests.conftest import tiny_matrix
+from tests.conftest import disk_manifest, disk_records, tiny_matrix
 
 HF_TOKEN = "hf_" + "Q" * 8 + "secretvalue" + "7" * 14
 API_KEY = "k3y-" + "secret" * 3
 
 
 def by_axes(store, **want):
-    return [r for r in store.records() if all(r["axes"].get(k) == v for k, v in want.items())]
+    return [r for r in disk_records(store) if all(r["axes"].get(k) == v for k, v in want.items())]
 
 
 def test_every_cell_is_recorded_in_order_with_a_crash_among_them(sweep):
     m, store = sweep
-    records = store.records()
+    records = disk_records(store)
     assert len(records) == len(m.cells) == 5
-    assert [r["key"] for r in records] == store.manifest()["cells"]
+    assert [r["key"] for r in records] == disk_manifest(store)["cells"]
     crashed = by_axes(store, inject_fault="crash")
     assert [r["status"] for r in crashed] == ["failed"] and "SIGSEGV" in crashed[0]["reason"]
     assert crashed[0]["stderr_tail"] is not None
@@ -55,7 +55,7 @@ def test_memory_of_the_process_tree_and_binding_are_recorded(sweep):
 
 def test_the_manifest_holds_the_matrix_and_the_fingerprint(sweep):
     _, store = sweep
-    manifest = store.manifest()
+    manifest = disk_manifest(store)
     assert manifest["matrix"]["name"] == "tiny"
     fp = manifest["fingerprint"]
     assert fp["topology"]["physical_cores"] >= 1 and "amx_bf16" in fp["cpu"]["flags"]
@@ -64,11 +64,11 @@ def test_the_manifest_holds_the_matrix_and_the_fingerprint(sweep):
 
 def test_resume_skips_finished_cells_and_never_duplicates(sweep):
     m, store = sweep
-    before = {r["key"]: r["finished"] for r in store.records()}
+    before = {r["key"]: r["finished"] for r in disk_records(store)}
     with pytest.raises(XeonftError, match="already exists"):
         run_sweep(m, out=store.root)
     run_sweep(m, out=store.root, resume=True)
-    after = {r["key"]: r["finished"] for r in store.records()}
+    after = {r["key"]: r["finished"] for r in disk_records(store)}
     assert after == before
     assert len(list(store.cells_dir.glob("*.json"))) == len(before)
 
@@ -76,7 +76,7 @@ def test_resume_skips_finished_cells_and_never_duplicates(sweep):
 def test_a_hung_cell_times_out_and_the_sweep_goes_on(rows_file, tokenizer_dir, tmp_path):
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"inject_fault": ["hang", "none"]}, exclude=[], timeout_s=25)
     store = run_sweep(m, out=tmp_path / "t")
-    hung, ok = store.records()
+    hung, ok = disk_records(store)
     assert hung["status"] == "timeout" and "25 s" in hung["reason"] and hung["wall_seconds"] < 60
     assert ok["status"] == "ok"
 
@@ -84,12 +84,12 @@ def test_a_hung_cell_times_out_and_the_sweep_goes_on(rows_file, tokenizer_dir, t
 def test_an_oom_is_recorded_as_oom_and_a_retry_reruns_it(rows_file, tokenizer_dir, tmp_path):
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"inject_fault": ["oom"]}, exclude=[])
     store = run_sweep(m, out=tmp_path / "o")
-    (first,) = store.records()
+    (first,) = disk_records(store)
     assert first["status"] == "oom"
     run_sweep(m, out=tmp_path / "o", resume=True)
-    assert store.records()[0]["finished"] == first["finished"]
+    assert disk_records(store)[0]["finished"] == first["finished"]
     run_sweep(m, out=tmp_path / "o", resume=True, retry_failed=True)
-    assert store.records()[0]["started"] >= first["started"] and len(store.records()) == 1
+    assert disk_records(store)[0]["started"] >= first["started"] and len(disk_records(store)) == 1
 
 
 def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, tmp_path, monkeypatch):
@@ -99,13 +99,13 @@ def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, 
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"dataset": [str(rows_file), str(missing)]}, exclude=[],
                     variables={"XEONFT_NOTE": f"token {HF_TOKEN}"})
     store = run_sweep(m, out=tmp_path / "s")
-    statuses = sorted(r["status"] for r in store.records())
+    statuses = sorted(r["status"] for r in disk_records(store))
     assert statuses == ["failed", "ok"]
-    failed = next(r for r in store.records() if r["status"] == "failed")
+    failed = next(r for r in disk_records(store) if r["status"] == "failed")
     assert "dataset file not found" in failed["reason"]
     files = [p for p in store.root.rglob("*") if p.is_file()]
     assert len(files) >= 5
     for path in files:
         text = path.read_text(errors="replace")
         assert HF_TOKEN not in text and API_KEY not in text, path
-    assert "HF_TOKEN" not in json.dumps(store.manifest()["fingerprint"]["env"])
+    assert "HF_TOKEN" not in json.dumps(disk_manifest(store)["fingerprint"]["env"])

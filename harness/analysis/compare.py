@@ -1,10 +1,12 @@
-"""Two result sets -> matched cells -> statistics -> a verdict a CI job can act on.
+"""Two result sets -> matched configurations -> run-level statistics -> a verdict a CI job can act on.
 
-Cells are matched by their configuration (`match_key`: not the environment, not the repeat). For each pair the
-per-step throughput samples of the measured steps (all repeats pooled) are compared with a Mann-Whitney U test
-and a bootstrap confidence interval of the ratio of medians. A cell is `slower` only when it is slower beyond the
-threshold *and* the difference is significant (p < alpha): noise alone does not fail a build. Loss trajectories
-are compared too: a drift beyond the tolerance means the numbers changed, not just the speed.
+Configurations are matched by their definition (`match_key`: not the environment, not the repeat, not an injected
+fault). Each run (repeat) gives one value, its throughput (measured tokens over measured seconds); a configuration
+is `slower` only when its runs are slower beyond the threshold *and* significantly so (Welch's t-test on log
+throughput, p < alpha), `unchanged` when the interval of the ratio stays within the threshold, and `inconclusive`
+when the runs cannot tell (too few, or too noisy). Steps inside one run are not independent: they are never pooled
+into a verdict. Loss trajectories are compared too: a drift beyond the tolerance means the numbers changed, not just
+the speed.
 """
 
 from __future__ import annotations
@@ -12,39 +14,41 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from harness.analysis.frames import identity
+from harness.analysis.stats import decide
 from harness.errors import XeonftError
+from harness.render.fmt import interval, num
 from harness.results.store import ResultStore
 
 
 @dataclass
-class CellSamples:
+class CellRuns:
     label: str
-    status: str
-    tokens_per_s: list[float] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    runs: list[float] = field(default_factory=list)  # one throughput per measured run
     losses: dict[int, list[float]] = field(default_factory=dict)
     eval_losses: list[float] = field(default_factory=list)
-    disturbed: bool = False
+    disturbed: int = 0
 
-
-# Statuses whose measurements are used; a disturbed cell's numbers are kept and flagged in the notes.
-MEASURED = ("ok", "disturbed")
+    @property
+    def measured(self) -> bool:
+        return bool(self.runs)
 
 
 @dataclass
 class Comparison:
     cell: str
-    verdict: str  # slower | faster | unchanged | failed | fixed | insufficient
+    verdict: str  # slower | faster | unchanged | inconclusive | failed | fixed
     base_median: float | None = None
     new_median: float | None = None
     ratio: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
-    n_base: int = 0
+    n_base: int = 0  # runs
     n_new: int = 0
     loss_drift: float | None = None
     eval_loss_drift: float | None = None
@@ -52,49 +56,34 @@ class Comparison:
     note: str = ""
 
 
-def _label(record: dict[str, Any]) -> str:
-    axes = record.get("axes") or {}
-    return " ".join(f"{k}={v}" for k, v in axes.items()) or record.get("match_key", "?")
-
-
-def collect(store: ResultStore) -> dict[str, CellSamples]:
-    """Per matched cell: measured per-step tokens/s, per-step train losses and eval losses of every repeat."""
-    out: dict[str, CellSamples] = {}
+def collect(store: ResultStore) -> dict[str, CellRuns]:
+    """Per configuration (matched by definition): the throughput of every measured run, per-step train losses
+    and eval losses. A disturbed run's numbers are left out of the verdict and counted in a note."""
+    out: dict[str, CellRuns] = {}
     for r in store.records():
-        key = r.get("match_key")
-        if key is None:
+        if r.match_key is None:
             continue
-        cell = out.setdefault(key, CellSamples(label=_label(r), status=r["status"]))
-        if r["status"] not in MEASURED:
+        # a cell slowed on purpose matches its normal twin; a crashing one is its own configuration
+        key = r.match_key if r.launch_settings.get("inject_fault", "none") in ("none", "slow") else identity(r)
+        cell = out.setdefault(key, CellRuns(label=r.label()))
+        cell.statuses.append(r.status)
+        if r.status == "disturbed":
+            cell.disturbed += 1
             continue
-        cell.status = "ok"  # at least one repeat measured (a disturbed one counts, and is noted)
-        cell.disturbed = cell.disturbed or r["status"] == "disturbed"
-        res = r.get("result") or {}
-        warm = (res.get("summary") or {}).get("warmup_steps", 0)
-        for st in (res.get("steps") or [])[warm:]:
-            if st.get("seconds"):
-                cell.tokens_per_s.append(st["tokens"] / st["seconds"])
-        for st in res.get("steps") or []:
-            if st.get("loss") is not None:
-                cell.losses.setdefault(st["step"], []).append(st["loss"])
-        if res.get("eval_loss") is not None:
-            cell.eval_losses.append(res["eval_loss"])
+        if not r.measured or r.result is None:
+            continue
+        tps = r.result.summary.tokens_per_second
+        if tps:
+            cell.runs.append(float(tps))
+        for st in r.result.steps:
+            if st.loss is not None:
+                cell.losses.setdefault(st.step, []).append(st.loss)
+        if r.result.eval_loss is not None:
+            cell.eval_losses.append(r.result.eval_loss)
     return out
 
 
-def ratio_ci(base: np.ndarray, new: np.ndarray, seed: int = 0, resamples: int = 4000) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of median(new) / median(base)."""
-    from scipy import stats
-
-    def statistic(b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(n, axis=axis) / np.median(b, axis=axis)
-
-    res = stats.bootstrap((base, new), statistic, n_resamples=resamples, method="percentile", vectorized=True,
-                          rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def _loss_drift(base: CellSamples, new: CellSamples) -> tuple[float | None, float | None]:
+def _loss_drift(base: CellRuns, new: CellRuns) -> tuple[float | None, float | None]:
     common = sorted(set(base.losses) & set(new.losses))
     train = None
     if common:
@@ -108,36 +97,29 @@ def _loss_drift(base: CellSamples, new: CellSamples) -> tuple[float | None, floa
     return train, evals
 
 
-def compare_cell(base: CellSamples, new: CellSamples, threshold: float, alpha: float,
-                 loss_tolerance: float) -> Comparison:
-    from scipy import stats
-
-    c = Comparison(cell=new.label, verdict="unchanged", n_base=len(base.tokens_per_s), n_new=len(new.tokens_per_s))
+def compare_cell(base: CellRuns, new: CellRuns, threshold: float, alpha: float, loss_tolerance: float) -> Comparison:
+    c = Comparison(cell=new.label, verdict="inconclusive", n_base=len(base.runs), n_new=len(new.runs))
+    notes = []
     if base.disturbed or new.disturbed:
-        c.note = "measured while other processes used the CPU (disturbed): treat with care"
-    if base.status == "ok" and new.status != "ok":
-        c.verdict, c.note = "failed", f"ok in base, {new.status} in new"
+        notes.append(f"{base.disturbed}/{new.disturbed} disturbed run(s) left out (base/new)")
+    if base.measured and not new.measured:
+        c.verdict = "failed"
+        c.note = "; ".join([*notes, f"measured in base, {', '.join(sorted(set(new.statuses)))} in new"])
         return c
-    if base.status != "ok" and new.status == "ok":
-        c.verdict, c.note = "fixed", f"{base.status} in base, ok in new"
-    if c.n_base < 2 or c.n_new < 2:
-        if c.verdict != "fixed":
-            c.verdict, c.note = "insufficient", "fewer than 2 measured steps on one side"
-        return c
-    b, n = np.asarray(base.tokens_per_s), np.asarray(new.tokens_per_s)
-    c.base_median, c.new_median = float(np.median(b)), float(np.median(n))
-    c.ratio = c.new_median / c.base_median
-    c.ci_low, c.ci_high = ratio_ci(b, n)
-    c.p_value = float(stats.mannwhitneyu(b, n, alternative="two-sided").pvalue)
-    if c.p_value < alpha and c.ratio < 1 - threshold:
-        c.verdict = "slower"
-    elif c.p_value < alpha and c.ratio > 1 + threshold:
-        c.verdict = "faster"
-    elif c.p_value >= alpha and min(c.n_base, c.n_new) < 8:
-        c.note = "; ".join(filter(None, [c.note, "few samples: only large, consistent changes reach significance"]))
+    if not base.measured and new.measured:
+        c.verdict = "fixed"
+        c.note = "; ".join([*notes, f"{', '.join(sorted(set(base.statuses)))} in base, measured in new"])
+    if base.measured and new.measured:
+        c.base_median, c.new_median = float(np.median(base.runs)), float(np.median(new.runs))
+        v = decide(base.runs, new.runs, threshold=threshold, alpha=alpha)
+        c.ratio, c.ci_low, c.ci_high, c.p_value = v.ratio, v.low, v.high, v.p_value
+        c.verdict = v.verdict
+        if v.verdict == "inconclusive":
+            notes.append(v.reason)
     c.loss_drift, c.eval_loss_drift = _loss_drift(base, new)
     drifts = [d for d in (c.loss_drift, c.eval_loss_drift) if d is not None]
     c.loss_changed = bool(drifts) and max(drifts) > loss_tolerance
+    c.note = "; ".join(filter(None, [c.note, *notes]))
     return c
 
 
@@ -160,22 +142,22 @@ class CompareResult:
         return json.dumps({**asdict(self), "regressed": self.regressed}, indent=1)
 
     def to_markdown(self) -> str:
-        def f(v: float | None, pattern: str) -> str:
-            return pattern.format(v) if v is not None else "-"
-
+        inconclusive = sum(c.verdict == "inconclusive" for c in self.cells)
         lines = [f"# xeonft compare: {self.new} vs {self.base}", "",
                  f"Verdict: **{'REGRESSION' if self.regressed else 'no regression'}** "
-                 f"(slower = more than {self.threshold:.0%} slower with Mann-Whitney p < {self.alpha:g}; "
-                 f"loss drift tolerance {self.loss_tolerance:.1%})", "",
-                 "| cell | verdict | base tok/s | new tok/s | ratio | 95% CI | p | n base/new | loss drift |",
+                 f"(slower = more than {self.threshold:.0%} slower and significant over runs, Welch p < "
+                 f"{self.alpha:g} on log throughput; loss drift tolerance {self.loss_tolerance:.1%})"
+                 + (f"; {inconclusive} configuration(s) inconclusive: their runs cannot tell, add repeats"
+                    if inconclusive else ""), "",
+                 "| cell | verdict | base tok/s | new tok/s | ratio | 95% interval | p | runs base/new | loss drift |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for c in self.cells:
             verdict = c.verdict + (" + loss changed" if c.loss_changed else "")
             drift = max([d for d in (c.loss_drift, c.eval_loss_drift) if d is not None], default=None)
             lines.append(
-                f"| {c.cell} | {verdict} | {f(c.base_median, '{:.1f}')} | {f(c.new_median, '{:.1f}')} | "
-                f"{f(c.ratio, '{:.3f}')} | {f(c.ci_low, '{:.3f}')}-{f(c.ci_high, '{:.3f}')} | "
-                f"{f(c.p_value, '{:.2g}')} | {c.n_base}/{c.n_new} | {f(drift, '{:.2%}')} |")
+                f"| {c.cell} | {verdict} | {num(c.base_median, '{:.1f}')} | {num(c.new_median, '{:.1f}')} | "
+                f"{num(c.ratio, '{:.3f}')} | {interval(c.ci_low, c.ci_high, '{:.3f}')} | "
+                f"{num(c.p_value, '{:.2g}')} | {c.n_base}/{c.n_new} | {num(drift, '{:.2%}')} |")
         for title, names in (("Only in base", self.only_in_base), ("Only in new", self.only_in_new)):
             if names:
                 lines += ["", f"{title}: " + "; ".join(names)]

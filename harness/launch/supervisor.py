@@ -24,11 +24,12 @@ from harness.launch.topology import Placement
 from harness.measure.fingerprint import safe_env
 from harness.measure.sampler import TreeSampler
 from harness.results.ranks import combine_ranks
+from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 
 
 def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[int, int], None] | None = None,
-             disturbance_cores: float = 0.25) -> dict[str, Any]:
+             disturbance_cores: float = 0.25) -> CellRecord:
     """Run one cell in its own process and return its record (the caller stores it)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record: dict[str, Any] = {"key": key, "match_key": spec.match_key(), "repeat": spec.repeat,
@@ -45,7 +46,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
             placement = cell_placement(spec)
             env = cell_env(spec, placement)
     except Unavailable as err:
-        return {**record, "status": "unavailable", "reason": str(err), "finished": started}
+        return CellRecord.model_validate({**record, "status": "unavailable", "reason": str(err), "finished": started})
 
     log_path = store.log_path(key)
     with tempfile.TemporaryDirectory(prefix="xeonft-launch-") as tmp:
@@ -106,7 +107,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
     )
     if status != "ok":
         record["stderr_tail"] = stderr_tail
-    return record
+    return CellRecord.model_validate(record)
 
 
 def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler | None) -> dict[str, Any]:

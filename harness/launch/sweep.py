@@ -65,7 +65,7 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
                             total=spec.timing_warmup_steps + spec.measured_steps)
             record = supervise(spec, key, store, disturbance_cores=matrix.disturbance_cores,
                               on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
-            record["axes"] = values
+            record.axes = values
             store.put(key, record)
             progress.advance(cells_task)
             progress.console.print(one_line(label, record))

@@ -1,14 +1,19 @@
-"""Analytic FLOPs of a LoRA training step on a Llama, and what fraction of the machine's peak it reaches (MFU).
+"""Analytic FLOPs of a LoRA training step on a Llama, and what fraction of the machine's peak it reaches.
 
 Per trained token, with frozen base weights (no weight gradients for them):
 - base linears (attention and MLP projections, the LM head), N_lin weights: forward 2 N_lin, backward 2 N_lin
   (gradients of the activations only);
-- LoRA adapters on every linear of the blocks ("all-linear"), N_lora weights: forward 2, backward 4 (activations
-  and the adapters' own weights);
-- attention scores and values: 4 h ctx per layer forward, twice that backward, where ctx is the mean causal
-  context of a token (half its document's length).
-Not counted: recomputation by gradient checkpointing (that would be hardware FLOPs, not model FLOPs), norms,
-activations, the optimizer. MFU is these model FLOPs per second over the measured GEMM peak of the same dtype.
+- LoRA adapters on the targeted linears of the blocks (`lora_target_modules`; "all-linear" is all seven, never
+  the LM head), N_lora weights: forward 2, backward 4 (activations and the adapters' own weights);
+- attention scores and values: 4 h ctx per layer forward, twice that backward, where ctx is a token's mean causal
+  context. A packed row holds several documents and each attends only within itself (trl's padding-free packing),
+  so over documents of lengths L_i the mean context is sum L_i^2 / (2 sum L_i), not half the mean length.
+
+MFU counts these model FLOPs only. HFU (hardware FLOPs utilisation) adds what the machine really computes on top:
+the forward pass again when gradient checkpointing recomputes it, and attention over a whole packed row where a
+masked kernel (`sdpa`, `eager`) computes every masked-out score. Norms, activations and the optimizer are not
+counted in either. Both are against the GEMM peak of the cell's dtype measured at the cell's own core count.
+Architectures the formula does not describe get no figure ("n/a"), never a wrong one.
 """
 
 from __future__ import annotations
@@ -16,32 +21,95 @@ from __future__ import annotations
 from typing import Any
 
 from harness.measure.shapes import SHAPE_KEYS, block_linears
+from harness.results.records import CellRecord
+
+# Decoder-only models whose blocks are exactly Llama's (q k v o, gated MLP, RMSNorm, RoPE): the formula holds.
+LLAMA_LIKE = ("LlamaForCausalLM", "MistralForCausalLM")
+ALL_LINEAR = "all-linear"
 
 
-def per_token_flops(model: dict[str, Any], lora_r: int, mean_document_tokens: float) -> float | None:
-    """Model FLOPs to train on one token; None when the model's shape is not known."""
+def lora_targets(target_modules: str | list[str] | tuple[str, ...]) -> list[str]:
+    names = list(block_linears({"hidden_size": 1, "intermediate_size": 1, "num_attention_heads": 1}))
+    if target_modules == ALL_LINEAR:
+        return names
+    wanted = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    return [n for n in names if any(w == n or w.endswith(f".{n}") for w in wanted)]
+
+
+def per_token_flops(model: dict[str, Any], lora_r: int, mean_context: float,
+                    target_modules: str | list[str] | tuple[str, ...] = ALL_LINEAR) -> float | None:
+    """Model FLOPs to train on one token whose mean causal context is `mean_context` tokens; None when the
+    model's shape or architecture is not one the formula describes."""
     if any(model.get(k) is None for k in SHAPE_KEYS):
         return None
+    if model.get("architecture") not in (None, *LLAMA_LIKE):
+        return None
     h, layers, vocab = model["hidden_size"], model["num_hidden_layers"], model["vocab_size"]
-    linears = list(block_linears(model).values())
-    n_lin = layers * sum(i * o for i, o in linears) + vocab * h
-    n_lora = layers * lora_r * sum(i + o for i, o in linears)
-    attention = layers * 4 * h * (mean_document_tokens / 2)
+    linears = block_linears(model)
+    n_lin = layers * sum(i * o for i, o in linears.values()) + vocab * h
+    n_lora = layers * lora_r * sum(i + o for name, (i, o) in linears.items() if name in lora_targets(target_modules))
+    attention = layers * 4 * h * mean_context
     return 4 * n_lin + 6 * n_lora + 3 * attention
 
 
-def cell_efficiency(record: dict[str, Any], peak: dict[str, float] | None) -> dict[str, float | None]:
-    """Achieved model TFLOP/s of a cell's measured steps, and its MFU against the sweep's measured peak."""
-    res = record.get("result") or {}
-    s = res.get("summary") or {}
-    cfg = (record.get("spec") or {}).get("config") or {}
-    tps, seqs = s.get("tokens_per_second"), s.get("measured_sequences")
-    if not tps or not s.get("measured_tokens") or not seqs:
-        return {"tflops": None, "mfu": None}
-    flops = per_token_flops(res.get("model") or {}, cfg.get("lora_r", 8), s["measured_tokens"] / seqs)
+def recompute_flops(model: dict[str, Any], lora_r: int, mean_context: float,
+                    target_modules: str | list[str] | tuple[str, ...] = ALL_LINEAR) -> float:
+    """The forward pass of the blocks once more per token (what gradient checkpointing recomputes)."""
+    h, layers = model["hidden_size"], model["num_hidden_layers"]
+    linears = block_linears(model)
+    n_block = layers * sum(i * o for i, o in linears.values())
+    n_lora = layers * lora_r * sum(i + o for name, (i, o) in linears.items() if name in lora_targets(target_modules))
+    return 2 * n_block + 2 * n_lora + layers * 4 * h * mean_context
+
+
+def mean_context(summary: dict[str, Any]) -> float | None:
+    """Mean causal context of a measured token: sum L^2 / (2 sum L) over the documents, where the steps recorded
+    their documents' squared lengths; else half the mean document length (every document assumed equally long)."""
+    tokens, seqs, squares = (summary.get(k) for k in ("measured_tokens", "measured_sequences", "measured_doc_sq"))
+    if not tokens or not seqs:
+        return None
+    return squares / (2 * tokens) if squares else tokens / seqs / 2
+
+
+def cell_peak(record: CellRecord, manifest_peak: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The GEMM peak a cell is measured against: its own (recorded when it ran, at its core count), else the one
+    the sweep measured (result sets from before per-core-count peaks)."""
+    return record.peak or _legacy(manifest_peak)
+
+
+def _legacy(peak: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {k: v for k, v in peak.items() if k in ("bf16", "fp32")} if peak and "bf16" in peak else None
+
+
+def cell_efficiency(record: CellRecord, manifest_peak: dict[str, Any] | None) -> dict[str, float | None]:
+    """Achieved model TFLOP/s of a cell's measured steps, its MFU and HFU against the peak of its dtype."""
+    none: dict[str, float | None] = {"tflops": None, "mfu": None, "hfu": None}
+    res = record.result
+    if res is None or not res.summary.tokens_per_second:
+        return none
+    summary, cfg = res.summary.model_dump(), record.config
+    context = mean_context(summary)
+    if context is None:
+        return none
+    targets = cfg.get("lora_target_modules", ALL_LINEAR)
+    flops = per_token_flops(res.model, cfg.get("lora_r", 8), context, targets)
     if flops is None:
-        return {"tflops": None, "mfu": None}
+        return none
+    tps = res.summary.tokens_per_second
+    hardware = flops
+    if cfg.get("gradient_checkpointing"):
+        hardware += recompute_flops(res.model, cfg.get("lora_r", 8), context, targets)
+    row_context = _row_context(summary)
+    if cfg.get("attn_implementation", "sdpa") != "varlen" and row_context is not None and row_context > context:
+        hardware += 3 * res.model["num_hidden_layers"] * 4 * res.model["hidden_size"] * (row_context - context)
+    peak = cell_peak(record, manifest_peak)
+    top = (peak or {}).get("fp32" if cfg.get("precision") == "fp32" else "bf16")
     tflops = flops * tps / 1e12
-    dtype = "fp32" if cfg.get("precision") == "fp32" else "bf16"
-    top = (peak or {}).get(dtype)
-    return {"tflops": tflops, "mfu": tflops / top if top else None}
+    return {"tflops": tflops, "mfu": tflops / top if top else None,
+            "hfu": hardware * tps / 1e12 / top if top else None}
+
+
+def _row_context(summary: dict[str, Any]) -> float | None:
+    """Mean causal context over whole rows (what a masked kernel computes), where the rows were recorded."""
+    tokens, row_sq = summary.get("measured_tokens"), summary.get("measured_row_sq")
+    return row_sq / (2 * tokens) if tokens and row_sq else None

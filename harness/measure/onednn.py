@@ -77,3 +77,9 @@ def summarize(lines: list[str]) -> dict[str, Any]:
         "bf16_gemm_calls": sum(k["count"] for k in bf16),
         "bf16_gemm_on_amx": any("amx" in k["impl"] for k in bf16),
     }
+
+
+def top_gemm(onednn: dict[str, Any] | None) -> str | None:
+    """The oneDNN GEMM kernel that took the most time in the probed step (its name names the ISA)."""
+    gemm = [k for k in (onednn or {}).get("kernels", []) if k["kind"] in GEMM_KINDS]
+    return max(gemm, key=lambda k: k["ms"])["impl"] if gemm else None

@@ -10,42 +10,47 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from harness.errors import XeonftError
 from harness.results.ranks import combine_ranks
+from harness.results.records import SCHEMA_VERSION, CellRecord, CellResult, Memory
 from harness.results.store import ResultStore, write_json
 
 
-def _merge_cell(records: list[dict[str, Any]]) -> dict[str, Any]:
-    records = sorted(records, key=lambda r: (r.get("result") or {}).get("node_rank", 0))
+def _merge_cell(records: list[CellRecord]) -> CellRecord:
+    records = sorted(records, key=lambda r: (r.result.node_rank or 0) if r.result else 0)
     first = records[0]
     if len(records) == 1:
         return first
-    merged = {**first, "nodes": [{"key": r["key"], "status": r["status"], "reason": r.get("reason"),
-                                  "memory": r.get("memory")} for r in records]}
-    bad = [r for r in records if r["status"] not in ("ok", "disturbed")]
+    nodes = [{"key": r.key, "status": r.status, "reason": r.reason,
+              "memory": r.memory.model_dump() if r.memory else None} for r in records]
+    merged = first.model_copy(update={"nodes": nodes})
+    bad = [r for r in records if not r.measured]
     if bad:
-        return {**merged, "status": bad[0]["status"], "reason": f"node {records.index(bad[0])}: {bad[0].get('reason')}",
-                "result": None}
-    results = [r["result"] for r in records]
-    expected = results[0].get("world_size", 1)
-    ranks = [rank for res in results for rank in res["ranks"]]
+        return merged.model_copy(update={"status": bad[0].status, "result": None,
+                                         "reason": f"node {records.index(bad[0])}: {bad[0].reason}"})
+    results = [r.result for r in records if r.result is not None]
+    expected = results[0].world_size
+    ranks = [rank for res in results for rank in (res.ranks or [])]
     if len(ranks) != expected:
-        return {**merged, "status": "failed", "result": None,
-                "reason": f"merged {len(ranks)} ranks from {len(records)} nodes, expected world size {expected}"}
-    combined = combine_ranks(ranks, first["spec"]["warmup_steps"], first["spec"]["measured_steps"])
-    result = {**results[0], **combined, "ranks": sorted(ranks, key=lambda r: r["rank"]), "nodes": len(records),
-              "rank_peak_rss_sum_bytes": sum(r.get("peak_rss_bytes") or 0 for r in ranks)}
-    watched = [r["memory"] for r in records if r.get("memory")]  # a bare cell's nodes are not watched
-    memory = {"peak_rss_bytes": sum(m["peak_rss_bytes"] for m in watched),
-              "peak_uss_bytes": sum(m["peak_uss_bytes"] for m in watched),
-              "foreign_cpu_cores_mean": max(m["foreign_cpu_cores_mean"] for m in watched)} if watched else {}
-    disturbed = [r for r in records if r["status"] == "disturbed"]
-    status = "disturbed" if disturbed else "ok"
-    reason = f"node {records.index(disturbed[0])}: {disturbed[0].get('reason')}" if disturbed else None
-    return {**merged, "status": status, "reason": reason, "result": result,
-            "memory": {**(first.get("memory") or {}), **memory}}
+        return merged.model_copy(update={
+            "status": "failed", "result": None,
+            "reason": f"merged {len(ranks)} ranks from {len(records)} nodes, expected world size {expected}"})
+    spec = first.spec
+    combined = combine_ranks(ranks, spec.get("warmup_steps", 0), spec.get("measured_steps"))
+    result = CellResult.model_validate({
+        **results[0].model_dump(), **combined, "ranks": sorted(ranks, key=lambda r: r["rank"]),
+        "nodes": len(records), "rank_peak_rss_sum_bytes": sum(r.get("peak_rss_bytes") or 0 for r in ranks)})
+    watched = [r.memory for r in records if r.memory and r.memory.peak_rss_bytes is not None]  # bare: unwatched
+    memory = first.memory.model_dump() if first.memory else {}
+    if watched:
+        memory.update(peak_rss_bytes=sum(m.peak_rss_bytes or 0 for m in watched),
+                      peak_uss_bytes=sum(m.peak_uss_bytes or 0 for m in watched),
+                      foreign_cpu_cores_mean=max(m.foreign_cpu_cores_mean or 0.0 for m in watched))
+    disturbed = [r for r in records if r.status == "disturbed"]
+    return merged.model_copy(update={
+        "status": "disturbed" if disturbed else "ok", "result": result, "memory": Memory.model_validate(memory),
+        "reason": f"node {records.index(disturbed[0])}: {disturbed[0].reason}" if disturbed else None})
 
 
 def merge(sources: list[str | Path], out: str | Path) -> ResultStore:
@@ -57,25 +62,26 @@ def merge(sources: list[str | Path], out: str | Path) -> ResultStore:
     target = ResultStore(out)
     if target.exists():
         raise XeonftError(f"result set '{target.root}' already exists; merge into a new folder")
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int], list[tuple[ResultStore, CellRecord]]] = {}
     for store in stores:
         for r in store.records():
-            groups.setdefault((r.get("match_key") or r["key"], r.get("repeat", 0)), []).append(r)
+            groups.setdefault((r.match_key or r.key, r.repeat), []).append((store, r))
     keys = []
-    for records in groups.values():
-        cell = _merge_cell(records)
-        target.put(cell["key"], cell)
-        keys.append(cell["key"])
-        for store, rec in ((s, r) for s in stores for r in records if s.get(r["key"]) == r):
-            log = store.root / rec.get("log", "")
-            if rec.get("log") and log.is_file():
-                dest = target.root / f"logs/{rec['key']}.log"
+    for members in groups.values():
+        cell = _merge_cell([r for _, r in members])
+        target.put(cell.key, cell)
+        keys.append(cell.key)
+        for store, rec in members:
+            log = store.root / (rec.log or "")
+            if rec.log and log.is_file():
+                dest = target.root / f"logs/{rec.key}.log"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(log, dest)
     write_json(target.manifest_path, {
-        "name": manifests[0].get("name"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "merged_from": [str(s.root) for s in stores], "matrix": manifests[0].get("matrix"),
-        "environment": manifests[0].get("environment"), "fingerprint": manifests[0].get("fingerprint"),
-        "fingerprints": [m.get("fingerprint") for m in manifests], "cells": keys,
+        "schema_version": SCHEMA_VERSION, "name": manifests[0].name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "merged_from": [str(s.root) for s in stores], "matrix": manifests[0].matrix,
+        "environment": manifests[0].environment, "fingerprint": manifests[0].fingerprint.model_dump(mode="json"),
+        "peak_tflops": manifests[0].peak_tflops,
+        "fingerprints": [m.fingerprint.model_dump(mode="json") for m in manifests], "cells": keys,
     })
     return target

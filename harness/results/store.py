@@ -5,22 +5,27 @@
     logs/<key>.log         the cell's stderr
 
 Every file passes through `redact` on its way to disk, so no secret from the environment is ever stored.
-A killed sweep loses no finished cell: each record is complete on disk before the next cell starts.
+A killed sweep loses no finished cell: each record is complete on disk before the next cell starts. A cell file
+that cannot be read (truncated, hand-edited, not a record) is skipped with a warning naming it, and a resumed sweep
+runs that cell again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.errors import XeonftError
 from harness.measure.fingerprint import redact
+from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, check_version
 
-STATUSES = ("ok", "failed", "oom", "timeout", "unavailable", "disturbed")
 # Statuses a resumed sweep re-runs: a disturbed measurement is worth taking again; failures only when asked.
 RERUN_ALWAYS = {"disturbed"}
 RERUN_IF_RETRYING = {"failed", "oom", "timeout"}
@@ -52,6 +57,7 @@ class ResultStore:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.logs_dir = self.root / "logs"
+        self.damaged: dict[str, str] = {}  # cell file -> why it could not be read
 
     @property
     def manifest_path(self) -> Path:
@@ -61,28 +67,39 @@ class ResultStore:
         return self.manifest_path.is_file() or any(self.cells_dir.glob("*.json"))
 
     def open(self, document: dict[str, Any], fingerprint: dict[str, Any], environment: str, keys: list[str],
-             resume: bool, peak: dict[str, float] | None = None) -> None:
+             resume: bool, peak: dict[str, Any] | None = None) -> None:
         """Create the result set, or continue one (`resume`); refuse to write over one by accident."""
         if self.exists() and not resume:
             raise XeonftError(f"result set '{self.root}' already exists ({len(self.records())} cells); "
                               "pass --resume to continue it or --out for a new one")
-        manifest = self.manifest() if self.manifest_path.is_file() else {}
-        earlier = [k for k in manifest.get("cells", []) if k not in keys]
+        manifest = self.manifest() if self.manifest_path.is_file() else Manifest()
+        earlier = [k for k in manifest.cells if k not in keys]
         write_json(self.manifest_path, {
+            "schema_version": SCHEMA_VERSION,
             "name": document.get("name"),
-            "created": manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+            "created": manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "matrix": document,
             "environment": environment,
             "fingerprint": fingerprint,
-            "peak_tflops": peak or manifest.get("peak_tflops"),
+            "peak_tflops": peak or manifest.peak_tflops,
             "cells": earlier + keys,
         })
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         if not self.manifest_path.is_file():
             raise XeonftError(f"'{self.root}' is not a result set (no manifest.json)")
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise XeonftError(f"{self.manifest_path}: cannot be read ({err})") from None
+        if not isinstance(data, dict):
+            raise XeonftError(f"{self.manifest_path}: not a manifest (a JSON object)")
+        check_version(data, str(self.manifest_path))
+        try:
+            return Manifest.model_validate(data)
+        except ValidationError as err:
+            raise XeonftError(f"{self.manifest_path}: not a manifest: {_first_error(err)}") from None
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
@@ -91,33 +108,50 @@ class ResultStore:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         return self.logs_dir / f"{key}.log"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        path = self.cell_path(key)
-        if not path.is_file():
-            return None
+    def _read(self, path: Path) -> CellRecord | None:
+        """One cell file, or None (remembered in `damaged`) when it cannot be read as a record."""
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None  # cannot happen with atomic writes; treat as never run
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            check_version(data, str(path))
+            return CellRecord.model_validate(data)
+        except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError and ValidationError included
+            why = _first_error(err) if isinstance(err, ValidationError) else str(err).splitlines()[0]
+            self.damaged[str(path)] = why
+            return None
 
-    def put(self, key: str, record: dict[str, Any]) -> None:
-        if record.get("status") not in STATUSES:
-            raise ValueError(f"bad status {record.get('status')!r}")
-        write_json(self.cell_path(key), record)
+    def get(self, key: str) -> CellRecord | None:
+        path = self.cell_path(key)
+        return self._read(path) if path.is_file() else None
+
+    def put(self, key: str, record: CellRecord | dict[str, Any]) -> None:
+        rec = record if isinstance(record, CellRecord) else CellRecord.model_validate(record)
+        rec.schema_version = SCHEMA_VERSION
+        write_json(self.cell_path(key), rec.model_dump(mode="json", exclude_unset=True))
 
     def should_run(self, key: str, resume: bool, retry_failed: bool) -> bool:
         record = self.get(key)
         if record is None or not resume:
             return True
-        status = record.get("status")
-        return status in RERUN_ALWAYS or (retry_failed and status in RERUN_IF_RETRYING)
+        return record.status in RERUN_ALWAYS or (retry_failed and record.status in RERUN_IF_RETRYING)
 
-    def records(self) -> list[dict[str, Any]]:
-        """All cell records, in the manifest's order where it has one."""
-        order = {k: i for i, k in enumerate(self.manifest().get("cells", []))} if self.manifest_path.is_file() else {}
-        recs = [json.loads(p.read_text(encoding="utf-8")) for p in self.cells_dir.glob("*.json")]
-        return sorted(recs, key=lambda r: (order.get(r.get("key"), len(order)), r.get("finished", "")))
+    def records(self, warn: bool = True) -> list[CellRecord]:
+        """All readable cell records, in the manifest's order where it has one; damaged files are skipped with a
+        warning naming each."""
+        order = {k: i for i, k in enumerate(self.manifest().cells)} if self.manifest_path.is_file() else {}
+        self.damaged = {}
+        recs = [r for p in sorted(self.cells_dir.glob("*.json")) if (r := self._read(p)) is not None]
+        if warn:
+            for path, why in self.damaged.items():
+                print(f"xeonft: warning: skipped the damaged cell file {path} ({why})", file=sys.stderr)
+        return sorted(recs, key=lambda r: (order.get(r.key, len(order)), r.finished or ""))
 
     def redact_file(self, path: Path) -> None:
         if path.is_file():
             write_atomic(path, path.read_text(encoding="utf-8", errors="replace"))
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or '(top level)'}: {first['msg']}"
