@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue a result set, skipping cells already done")
     r.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed/oom/timeout cells")
     r.add_argument("--node-rank", type=int, help="this machine's rank in a multi-node matrix (nnodes > 1)")
+    r.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="refuse, rather than wait, when another benchmark is timing on this machine")
     mg = sub.add_parser("merge", help="merge the result sets of several machines (or runs) of one sweep")
     mg.add_argument("results", nargs="+", help="result set folders")
     mg.add_argument("--out", required=True, help="the merged result set's folder")
@@ -171,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     if args.node_rank is not None:
         matrix = matrix.for_node(args.node_rank)
-    run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed)
+    run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait)
     return 0
 
 

@@ -43,6 +43,8 @@ ROWS = [
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reaches the Hub (see above) or the user's cache."""
     monkeypatch.setenv("XEONFT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # the tests' sweeps queue behind each other, not behind a real benchmark on this machine
+    monkeypatch.setenv("XEONFT_MACHINE_LOCK", str(tmp_path_factory.getbasetemp() / "bench.lock"))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Kept apart from the run's bookkeeping so a sweep's worker builds exactly what `x
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -129,20 +130,33 @@ def tokenize(ds: Any, tokenizer: Any) -> Any:
     return ds.map(lambda row: tokenize_example(row, tokenizer), remove_columns=ds.column_names)
 
 
-def batch_counts(inputs: dict[str, Any]) -> tuple[int, int]:
-    """(non-padding tokens, sequences) in one collated batch, packed padding-free or padded.
+def batch_work(inputs: dict[str, Any]) -> dict[str, int]:
+    """The work in one collated batch: non-padding tokens, sequences (documents), rows, token slots (padding
+    included), the sum of squared document lengths (what per-document attention computes) and of squared row
+    lengths (what a kernel masking a whole row computes).
 
     Padding-free packing flattens a batch into one row with position_ids restarting at 0 for each sequence;
     a padded batch has an attention mask. Counting pad ids instead would drop every EOS where pad == EOS.
     """
     if "attention_mask" in inputs:
         mask = inputs["attention_mask"]
-        return int(mask.sum()), int(mask.shape[0])
+        lengths = mask.sum(dim=-1).reshape(-1)
+        rows, width = int(mask.shape[0]), int(mask.shape[-1])
+        return {"tokens": int(lengths.sum()), "sequences": rows, "rows": rows, "slots": rows * width,
+                "doc_sq": int((lengths * lengths).sum()), "row_sq": rows * width * width}
     if "position_ids" in inputs:
-        pos = inputs["position_ids"]
-        return int(pos.numel()), int((pos == 0).sum())
+        pos = inputs["position_ids"].reshape(inputs["position_ids"].shape[0], -1)
+        rows, width = int(pos.shape[0]), int(pos.shape[1])
+        doc_sq = 0
+        for row in pos:
+            starts = [*torch.nonzero(row == 0).reshape(-1).tolist(), width]
+            doc_sq += sum((b - a) ** 2 for a, b in itertools.pairwise(starts))
+        return {"tokens": int(pos.numel()), "sequences": int((pos == 0).sum()), "rows": rows, "slots": rows * width,
+                "doc_sq": doc_sq, "row_sq": rows * width * width}
     ids = inputs["input_ids"]
-    return int(ids.numel()), int(ids.shape[0])
+    rows, width = int(ids.shape[0]), int(ids.shape[-1])
+    return {"tokens": int(ids.numel()), "sequences": rows, "rows": rows, "slots": rows * width,
+            "doc_sq": rows * width * width, "row_sq": rows * width * width}
 
 
 def _measured_trainer_class() -> type:
@@ -169,7 +183,7 @@ def _measured_trainer_class() -> type:
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             if self.batch_observer is not None:
                 t0 = time.perf_counter()
-                self.batch_observer.on_batch(*batch_counts(inputs))
+                self.batch_observer.on_batch(**batch_work(inputs))
                 if hasattr(self.batch_observer, "own_seconds"):
                     self.batch_observer.own_seconds += time.perf_counter() - t0
                 if not getattr(self, "_allreduce_timed", False):
@@ -207,7 +221,7 @@ def build_trainer(
 ) -> Any:
     """An SFTTrainer over a peft model (already wrapped by the caller, so it can save the initial adapter).
 
-    A callback with an `on_batch(tokens, sequences)` method is also told what each micro-batch holds.
+    A callback with an `on_batch(tokens, sequences, **work)` method is told what each micro-batch holds.
     """
     model.config.use_cache = False
     use_attention(model, cfg.attn_implementation)

@@ -10,7 +10,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from harness.measure.memory import PhasePeaks
+from harness.measure.noise import NoiseWindow
 from harness.measure.steps import StepRecord, summarize_steps
+
+WORK = ("rows", "slots", "doc_sq", "row_sq")
 
 
 class StepTracker(TrainerCallback):
@@ -20,8 +24,13 @@ class StepTracker(TrainerCallback):
     cumulative `num_tokens` log is kept beside them as a cross-check.
     """
 
-    def __init__(self, on_step: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, on_step: Callable[[int, int], None] | None = None, timing_warmup: int = 0,
+                 measured: int | None = None) -> None:
         self.steps: list[StepRecord] = []
+        self._window = (timing_warmup, None if measured is None else timing_warmup + measured)
+        self.noise: NoiseWindow | None = None
+        self.measured_epoch: list[float] = []  # wall-clock start and end of the measured steps, for the launcher
+        self.memory = PhasePeaks()
         self.evals: list[dict[str, float]] = []
         self.trl_num_tokens: int | None = None
         self._on_step = on_step
@@ -29,6 +38,7 @@ class StepTracker(TrainerCallback):
         self._last_event = time.perf_counter()
         self._tokens = 0
         self._sequences = 0
+        self._work = dict.fromkeys(WORK, 0)
         self._data_seconds = 0.0
         self._allreduce_seconds = 0.0
         self.own_seconds = 0.0  # time spent in this tracker's own hooks (its share of the harness's overhead)
@@ -38,20 +48,32 @@ class StepTracker(TrainerCallback):
         self._allreduce_seconds += seconds
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.memory.end("load")
         self._last_event = time.perf_counter()
 
-    def on_batch(self, tokens: int, sequences: int) -> None:
+    def on_batch(self, tokens: int, sequences: int, **work: int) -> None:
         """Told by the trainer, which adds the time it took to count them to `own_seconds`."""
         self._tokens += tokens
         self._sequences += sequences
+        for k in WORK:
+            self._work[k] += work.get(k, 0)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t_begin = time.perf_counter()
         self._data_seconds = self._t_begin - self._last_event
+        if len(self.steps) == self._window[0] and self.noise is None:  # the first measured step begins
+            t = time.perf_counter()
+            self.noise = NoiseWindow().start()
+            self.measured_epoch = [time.time()]
+            self.own_seconds += time.perf_counter() - t
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         now = time.perf_counter()
         self._step_end(state, now)
+        if len(self.steps) == self._window[1] and self.noise is not None and len(self.measured_epoch) == 1:
+            self.noise.stop()
+            self.measured_epoch.append(time.time())
+        self.memory.end("train")
         self.own_seconds += time.perf_counter() - now
 
     def _step_end(self, state: Any, now: float) -> None:
@@ -59,8 +81,9 @@ class StepTracker(TrainerCallback):
         self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
                                      compute_seconds=compute, data_seconds=self._data_seconds,
                                      tokens=self._tokens, sequences=self._sequences,
-                                     allreduce_seconds=self._allreduce_seconds))
+                                     allreduce_seconds=self._allreduce_seconds, **self._work))
         self._tokens = self._sequences = 0
+        self._work = dict.fromkeys(WORK, 0)
         self._allreduce_seconds = 0.0
         self._last_event = now
         if self._on_step is not None:
@@ -81,6 +104,7 @@ class StepTracker(TrainerCallback):
         record = {"step": state.global_step, "seconds": now - self._last_event}
         record.update({k: v for k, v in (metrics or {}).items() if isinstance(v, int | float)})
         self.evals.append(record)
+        self.memory.end("eval")
         self._last_event = now
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -90,6 +114,10 @@ class StepTracker(TrainerCallback):
         """Throughput over the measured steps (see `summarize_steps`)."""
         return summarize_steps(self.steps, timing_warmup, measured, evals=self.evals,
                                trl_num_tokens=self.trl_num_tokens, tracker_seconds=self.own_seconds)
+
+    def noise_readings(self) -> dict[str, Any] | None:
+        """Steal, busy cores, load and frequency over the measured steps only (None when they never ended)."""
+        return self.noise.result if self.noise is not None else None
 
     def records(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.steps]

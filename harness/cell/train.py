@@ -77,16 +77,16 @@ def train_cell(spec: Any) -> dict[str, Any]:
         if step == 1 and fault in ("crash", "hang", "oom") and rank == world_size - 1:  # the last rank dies
             _inject(fault)
 
-    tracker = StepTracker(on_step=on_step)
+    tracker = StepTracker(on_step=on_step, timing_warmup=spec.timing_warmup_steps, measured=spec.measured_steps)
     probe = onednn_probe(spec.timing_warmup_steps) if not bare else None
     prof = profiler(spec.timing_warmup_steps + spec.measured_steps + 1) if spec.profile else None
     if fault == "slow":  # a real slowdown inside each step, so the step times carry it
         count_batch = tracker.on_batch
 
-        def slow_batch(tokens: int, sequences: int) -> None:
+        def slow_batch(tokens: int, sequences: int, **work: int) -> None:
             if tracker.steps:
                 time.sleep(0.25 * tracker.steps[-1].compute_seconds)
-            count_batch(tokens, sequences)
+            count_batch(tokens, sequences, **work)
 
         tracker.on_batch = slow_batch  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
@@ -115,4 +115,7 @@ def train_cell(spec: Any) -> dict[str, Any]:
         "lora_checksum": lora_checksum(peft_model),
         "onednn": probe.summary if probe else None,
         "profile": prof.summary if prof else None,
+        "noise": tracker.noise_readings(),
+        "measured_epoch": tracker.measured_epoch,
+        "memory_phases": tracker.memory.summary(),
     }

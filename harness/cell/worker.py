@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     from harness.cell.train import train_cell
     from harness.config.spec import CellSpec
     from harness.errors import Unavailable, XeonftError
+    from harness.launch.lifeline import install_in_worker
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     from pydantic import ValidationError
 
     args = list(argv if argv is not None else sys.argv[1:])
+    install_in_worker()  # a rank dies with torchrun's agent, a cell with its launcher
     bind_rank(args)
     spec_path, result_path = args[:2]
     rank, _, world_size = world()

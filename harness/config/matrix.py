@@ -10,7 +10,9 @@ A matrix is YAML:
       batch_size: [2, 4]
       pinning: [none, cores]
     exclude: [{precision: fp32, batch_size: 4}]
-    repeats: 1                   # repeats are interleaved: every cell once, then again
+    repeats: 1                   # repeats are interleaved: every cell once, then again; or `auto` (or
+                                 # {min: 3, max: 8, target: 0.03, budget: 30m}): rounds until every
+                                 # configuration's 95% interval is within `target` of its median
     measure: {warmup_steps: 1, steps: 4}
     timeout_s: 1800              # per cell
     variables: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment variables for every cell
@@ -28,7 +30,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.config.run import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
@@ -51,6 +53,40 @@ class Measure(BaseModel):
     profile: bool = False  # one extra step after the measured ones, under torch.profiler
 
 
+class AutoRepeats(BaseModel):
+    """`repeats: auto`: interleaved rounds until every configuration's 95% interval of throughput is within
+    `target` of its median (relative half-width), at least `min` and at most `max` runs, within `budget`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auto: bool = True
+    min: int = Field(default=3, ge=2)
+    max: int = Field(default=8, ge=2)
+    target: float = Field(default=0.03, gt=0, lt=1)
+    budget: float | None = Field(default=None, gt=0)  # seconds for the whole sweep ("30m", "2h" in YAML)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoRepeats:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '20m', '1.5h' or '300' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 20m, 1.5h)") from None
+
+
 class MatrixFile(BaseModel):
     """The YAML document's shape, before expansion."""
 
@@ -62,12 +98,30 @@ class MatrixFile(BaseModel):
     fixed: dict[str, Any] = Field(default_factory=dict)
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
-    repeats: int = Field(default=1, ge=1)
+    repeats: int | AutoRepeats = Field(default=1)
     measure: Measure = Measure()
     timeout_s: float = Field(default=1800, gt=0)
     disturbance_cores: float = Field(default=0.25, gt=0)
     peak: bool = True  # measure the GEMM peak before the cells (MFU is reported against it)
     variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, value: Any) -> Any:
+        """An integer, `auto`, or the auto settings as a mapping; one message for anything else."""
+        if value == "auto":
+            return AutoRepeats()
+        if isinstance(value, dict):
+            try:
+                return AutoRepeats(**value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(map(str, first["loc"]))
+                msg = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where}: {msg}" if where else msg) from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("expected a number of runs (1 or more), 'auto', or {min, max, target, budget}")
+        return value
 
 
 class Matrix(BaseModel):
@@ -79,6 +133,7 @@ class Matrix(BaseModel):
     document: dict[str, Any]
     disturbance_cores: float
     peak: bool = True
+    auto: AutoRepeats | None = None  # adaptive repeats: `cells` then holds the first `auto.min` rounds
 
     def for_node(self, node_rank: int) -> Matrix:
         """The same matrix as run by machine `node_rank` of a multi-node sweep."""
@@ -186,9 +241,11 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         raise XeonftError("\n".join(dict.fromkeys(errors)))
     if not cells:
         raise XeonftError(f"{source}: every cell is excluded; nothing to run")
-    ordered = [c.model_copy(update={"repeat": r}) for r in range(m.repeats) for c in cells]
+    auto = m.repeats if isinstance(m.repeats, AutoRepeats) else None
+    rounds = auto.min if auto else int(m.repeats)  # type: ignore[arg-type]
+    ordered = [c.model_copy(update={"repeat": r}) for r in range(rounds) for c in cells]
     return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores,
-                  peak=m.peak)
+                  peak=m.peak, auto=auto)
 
 
 def load_matrix(path: str | Path) -> Matrix:

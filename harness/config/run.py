@@ -105,7 +105,8 @@ def explain(err: ValidationError, source: str, known: Any = None) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(known)})")
         else:
-            lines.append(f"{source}: {where}: {e['msg']} (got {e.get('input')!r})")
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 

@@ -4,9 +4,9 @@ turn what happened into one record. The worker's side is `harness.cell.train`.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -19,6 +19,7 @@ from harness.cell.protocol import PLACEMENTS_VAR, parse_progress
 from harness.config.spec import CellSpec
 from harness.errors import Unavailable
 from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
+from harness.launch.lifeline import chain_preexec, die_with_parent, kill_tree
 from harness.launch.outcome import classify, tail
 from harness.launch.topology import Placement
 from harness.measure.fingerprint import safe_env
@@ -60,9 +61,12 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
 
         t0 = time.perf_counter()
         timed_out = False
+        launcher = os.getpid()  # read here: inside preexec_fn it would be the child's own
         with log_path.open("w", encoding="utf-8") as log:
+            # the cell dies with the launcher (PDEATHSIG survives the exec of numactl and python)
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-                                    start_new_session=True, preexec_fn=bind)
+                                    start_new_session=True,
+                                    preexec_fn=chain_preexec(functools.partial(die_with_parent, launcher), bind))
             reader = threading.Thread(target=_read_progress, args=(proc, on_step), daemon=True)
             reader.start()
             bare = spec.launch.instrument == "bare"
@@ -91,11 +95,16 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         status, reason = "failed", "the worker exited 0 without writing a result"
     if timed_out:
         reason = f"no result after {spec.timeout_s:g} s (timeout); killed"
-    memory = sampler.summary() if sampler is not None else {}  # a bare cell is not watched
-    if status == "ok" and memory and memory["foreign_cpu_cores_mean"] > disturbance_cores:
+    window = (result or {}).get("measured_epoch")
+    memory = sampler.summary(window) if sampler is not None else {}  # a bare cell is not watched
+    # disturbed only by what happened during the measured steps (where the worker said when they ran)
+    foreign = memory.get("measured_foreign_cpu_cores_mean")
+    when = "during the measured steps"
+    if foreign is None:
+        foreign, when = memory.get("foreign_cpu_cores_mean"), "during the cell"
+    if status == "ok" and foreign is not None and foreign > disturbance_cores:
         status = "disturbed"
-        reason = (f"other processes used {memory['foreign_cpu_cores_mean']:.2f} cores on average during the cell "
-                  f"(threshold {disturbance_cores:g})")
+        reason = (f"other processes used {foreign:.2f} cores on average {when} (threshold {disturbance_cores:g})")
     record.update(
         status=status, reason=reason, exit_code=proc.returncode, wall_seconds=wall,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -123,7 +132,8 @@ def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler |
             "peak_uss_bytes": sampler.peak_uss_by_pid.get(r["pid"]) if sampler else None,
         })
     first = ranks[0]
-    keep = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size")
+    keep = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size",
+            "measured_epoch", "noise", "memory_phases")
     return {**{k: first.get(k) for k in keep}, **combined, "node_rank": spec.launch.node_rank,
             "ranks_on_this_node": len(ranks), "ranks": per_rank,
             "rank_peak_rss_sum_bytes": sum(r["peak_rss_bytes"] or 0 for r in per_rank)}
@@ -138,7 +148,7 @@ def _read_progress(proc: subprocess.Popen, on_step: Callable[[int, int], None] |
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """The cell's whole tree, torchrun's ranks included (they run in sessions of their own)."""
+    kill_tree(proc.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)

@@ -1,23 +1,31 @@
 """Runs a matrix: one cell at a time, each in its own process (`harness.launch.supervisor`), into a result set.
 
 The launcher knows nothing about training: it hands a CellSpec to `python -m harness.cell.worker`, watches the
-process tree from outside (memory, foreign CPU load), and turns what happened into one stored record.
+process tree from outside (memory, foreign CPU load), and turns what happened into one stored record. One sweep
+writes a result set at a time (a lock on the folder), and one sweep times on this machine at a time (a machine-wide
+lock: the second waits, or with `wait=False` refuses). SIGTERM and SIGHUP stop the sweep as Ctrl-C does: the
+running cell's whole tree is killed, nothing is half-written, finished cells stay.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.analysis.stats import enough_runs
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
 from harness.launch import envs
 from harness.launch.console import console, describe, one_line, summary_table
+from harness.launch.lifeline import termination_as_interrupt
+from harness.launch.locks import MachineLock, ResultSetLock
+from harness.launch.peaks import cell_peak, peaks_for
 from harness.launch.supervisor import supervise
 from harness.measure.fingerprint import environment_key, fingerprint
-from harness.measure.peak import measure_peak
+from harness.measure.system import repeatability_warnings, system_state
 from harness.results.store import ResultStore
 
 
@@ -31,8 +39,77 @@ def axis_values(spec: CellSpec, axes: list[str]) -> dict[str, Any]:
     return {a: value(a) for a in axes}
 
 
+class Sweep:
+    """One sweep's state: the store, the environment key, the peaks, the progress display."""
+
+    def __init__(self, matrix: Matrix, store: ResultStore, env_key: str, peaks: dict[str, dict[str, float]],
+                 resume: bool, retry_failed: bool) -> None:
+        self.matrix, self.store, self.env_key, self.peaks = matrix, store, env_key, peaks
+        self.resume, self.retry_failed = resume, retry_failed
+        self.axes = list(matrix.axes)
+        self.started = time.monotonic()
+        self.total = 0  # cells in the progress bar
+
+    def key(self, spec: CellSpec) -> str:
+        return spec.key(self.env_key)
+
+    def run(self, specs: list[CellSpec], progress: Progress, cells_task: Any, steps_task: Any) -> None:
+        for spec in specs:
+            key = self.key(spec)
+            values = axis_values(spec, self.axes)
+            label = describe(values) + (f" repeat={spec.repeat}" if spec.repeat else "")
+            progress.update(steps_task, description=f"  {label}", completed=0,
+                            total=spec.timing_warmup_steps + spec.measured_steps)
+            record = supervise(spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores,
+                               on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
+            record.axes = values
+            record.peak = cell_peak(spec, self.peaks)
+            self.store.put(key, record)
+            progress.advance(cells_task)
+            progress.console.print(one_line(label, record))
+
+    def runs(self, spec: CellSpec, upto: int) -> list[float]:
+        """Throughput of the measured repeats 0..upto-1 of a configuration (the run is the unit)."""
+        out = []
+        for r in range(upto):
+            rec = self.store.get(self.key(spec.model_copy(update={"repeat": r})))
+            if rec is not None and rec.status == "ok" and rec.result and rec.result.summary.tokens_per_second:
+                out.append(rec.result.summary.tokens_per_second)
+        return out
+
+    def more_rounds(self, progress: Progress, cells_task: Any, steps_task: Any) -> list[str]:
+        """Adaptive repeats: another interleaved round of the configurations whose interval is still wider than the
+        target, until none is, `max` is reached or the budget would be overrun. Returns the keys it added."""
+        auto = self.matrix.auto
+        if auto is None:
+            return []
+        first = [c for c in self.matrix.cells if c.repeat == 0]
+        added: list[str] = []
+        for r in range(auto.min, auto.max):
+            need = [c for c in first if (runs := self.runs(c, r)) and not enough_runs(runs, auto.target, auto.min,
+                                                                                        auto.max)]
+            if not need:
+                break
+            walls = [rec.wall_seconds for c in need for rr in range(r)
+                     if (rec := self.store.get(self.key(c.model_copy(update={"repeat": rr})))) and rec.wall_seconds]
+            round_s = sum(walls) / max(1, r)
+            if auto.budget is not None and time.monotonic() - self.started + round_s > auto.budget:
+                console.print(f"[yellow]repeats: auto:[/] the budget ({auto.budget:.0f} s) leaves no room for round "
+                              f"{r + 1} (about {round_s:.0f} s): {len(need)} configuration(s) stay above the target")
+                break
+            console.print(f"repeats: auto: round {r + 1} for {len(need)} configuration(s) whose 95% interval is "
+                          f"wider than ±{auto.target:.0%}")
+            specs = [s for c in need if self.store.should_run(
+                self.key(s := c.model_copy(update={"repeat": r})), True, self.retry_failed)]
+            self.total += len(specs)
+            progress.update(cells_task, total=self.total)
+            self.run(specs, progress, cells_task, steps_task)
+            added += [self.key(s) for s in specs]
+        return added
+
+
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
-              retry_failed: bool = False) -> ResultStore:
+              retry_failed: bool = False, wait: bool = True) -> ResultStore:
     """Run every cell of the matrix into results/<name>/ (or `out`); return the store."""
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
@@ -40,34 +117,51 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     fp = fingerprint()
     env_key = environment_key(fp)
     keys = [c.key(env_key) for c in matrix.cells]
-    if store.exists() and not resume:
-        store.open(matrix.document, fp, env_key, keys, resume=False)  # refuses, before the peak is measured
-    peak = None
-    if matrix.peak:
-        console.print("measuring the GEMM peak (2048^3, bf16 and fp32) ...")
-        peak = measure_peak()
-        console.print(f"peak: bf16 {peak['bf16']:.2f} TFLOP/s, fp32 {peak['fp32']:.2f} TFLOP/s")
-    store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak)
-    axes = list(matrix.axes)
-    todo = [(c, k) for c, k in zip(matrix.cells, keys, strict=True) if store.should_run(k, resume, retry_failed)]
-    skipped = len(keys) - len(todo)
-    console.print(f"[bold]xeonft run[/] {matrix.name}: {len(keys)} cells ({skipped} already done) -> {store.root}")
+
+    def waiting(holder: dict[str, Any]) -> None:
+        console.print(f"[yellow]waiting:[/] another benchmark is timing on this machine (pid {holder.get('pid')}: "
+                      f"{holder.get('command')}); it starts when that one ends (--no-wait refuses instead)")
+
+    with termination_as_interrupt(), ResultSetLock(store.root):
+        if store.exists() and not resume:
+            store.open(matrix.document, fp, env_key, keys, resume=False)  # refuses, before anything is measured
+        with MachineLock(wait=wait, on_wait=waiting):
+            return _run(matrix, store, fp, env_key, keys, resume, retry_failed)
+
+
+def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, keys: list[str], resume: bool,
+         retry_failed: bool) -> ResultStore:
+    state = system_state()
+    warnings = repeatability_warnings(state)
+    for w in warnings:
+        console.print(f"[yellow]repeatability:[/] {w}")
     if not fp["cpu"]["amx"]:
         console.print("[yellow]note:[/] this CPU has no AMX; bf16 runs on AVX-512 kernels here")
+    earlier = (store.manifest().peak_tflops or {}) if store.manifest_path.is_file() else {}
+    peaks: dict[str, dict[str, float]] = dict(earlier.get("by_threads") or {})
+    if matrix.peak:
+        peaks = peaks_for(matrix.cells, peaks, announce=lambda t: console.print(
+            f"measuring the GEMM peak at {t} thread(s) (2048^3, bf16 and fp32) ..."))
+    # the sweep-wide figures (the most threads measured) stay as first recorded: earlier cells without a peak of
+    # their own are measured against them, and a resume must not change their MFU
+    widest = peaks.get(str(max((int(t) for t in peaks), default=0)), {})
+    legacy = {k: v for k, v in earlier.items() if k in ("bf16", "fp32")}
+    peak = {**widest, **legacy, "by_threads": peaks} if peaks else None
+    extra = {"system": state, "system_warnings": warnings,
+             "repeats_auto": matrix.auto.model_dump() if matrix.auto else None}
+    store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak, extra=extra)
+    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed)
+    todo = [c for c, k in zip(matrix.cells, keys, strict=True) if store.should_run(k, resume, retry_failed)]
+    console.print(f"[bold]xeonft run[/] {matrix.name}: {len(keys)} cells ({len(keys) - len(todo)} already done)"
+                  + (f", repeats: auto up to {matrix.auto.max}" if matrix.auto else "") + f" -> {store.root}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False, refresh_per_second=2) as progress:
+        sweep.total = len(todo)
         cells_task = progress.add_task("cells", total=len(todo))
         steps_task = progress.add_task("steps", total=1)
-        for spec, key in todo:
-            values = axis_values(spec, axes)
-            label = describe(values) + (f" repeat={spec.repeat}" if spec.repeat else "")
-            progress.update(steps_task, description=f"  {label}", completed=0,
-                            total=spec.timing_warmup_steps + spec.measured_steps)
-            record = supervise(spec, key, store, disturbance_cores=matrix.disturbance_cores,
-                              on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
-            record.axes = values
-            store.put(key, record)
-            progress.advance(cells_task)
-            progress.console.print(one_line(label, record))
-    console.print(summary_table(store.records(), axes))
+        sweep.run(todo, progress, cells_task, steps_task)
+        added = sweep.more_rounds(progress, cells_task, steps_task)
+    if added:
+        store.add_cells(added)
+    console.print(summary_table(store.records(), list(matrix.axes)))
     return store

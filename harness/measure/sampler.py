@@ -14,11 +14,20 @@ from typing import Any
 import psutil
 
 
+def _full_info(procs: list[psutil.Process]) -> dict[int, Any]:
+    """One read of /proc/PID/smaps_rollup per process gives its USS and PSS together."""
+    out: dict[int, Any] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            out[p.pid] = p.memory_full_info()
+    return out
+
+
 def _sum_over(procs: list[psutil.Process], read: Callable[[psutil.Process], int], peaks: dict[int, int]) -> int:
     """Sum a per-process reading over a tree, keeping each process's own peak; gone processes count zero."""
     total = 0
     for p in procs:
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, KeyError):  # KeyError: gone before its full read
             value = read(p)
             total += value
             peaks[p.pid] = max(peaks.get(p.pid, 0), value)
@@ -39,8 +48,10 @@ class TreeSampler:
     sampler_cpu_seconds: float = 0.0
     peak_rss: int = 0
     peak_uss: int = 0
+    peak_pss: int = 0
     samples: int = 0
     foreign_cores: list[float] = field(default_factory=list)
+    foreign_epochs: list[float] = field(default_factory=list)  # wall-clock end of each foreign-load interval
     peak_rss_by_pid: dict[int, int] = field(default_factory=dict)
     peak_uss_by_pid: dict[int, int] = field(default_factory=dict)
     timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -94,8 +105,11 @@ class TreeSampler:
             self.samples += 1
             grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
             if grown or now - last_uss >= self.uss_interval:
-                uss = _sum_over(procs, lambda p: p.memory_full_info().uss, self.peak_uss_by_pid)
-                self.peak_uss = max(self.peak_uss, uss)
+                full = _full_info(procs)
+                uss = _sum_over(procs, lambda p, full=full: full[p.pid].uss, self.peak_uss_by_pid)
+                # PSS counts a page shared by n processes of the tree as 1/n in each: the tree's sum is exact
+                pss = _sum_over(procs, lambda p, full=full: full[p.pid].pss, {})
+                self.peak_uss, self.peak_pss = max(self.peak_uss, uss), max(self.peak_pss, pss)
                 last_uss, rss_at_uss = now, rss
             if now - last_t >= 1.0:
                 procs = self._tree()
@@ -111,6 +125,7 @@ class TreeSampler:
                 busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
                 foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
                 self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
+                self.foreign_epochs.append(time.time())
                 self.timeline.append((round(now - t0, 2), rss))
                 self.sampler_cpu_seconds = mine - self._me_start
                 last_t, last_busy, last_tree, last_me = now, busy, tree, mine
@@ -120,13 +135,22 @@ class TreeSampler:
         t = psutil.cpu_times()
         return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, window: list[float] | None = None) -> dict[str, Any]:
+        """Peaks over the whole cell; foreign load over `window` (wall-clock start and end of the measured steps)
+        where given, so that a neighbour during model loading does not mark a clean measurement disturbed."""
         loads = sorted(self.foreign_cores)
-        return {
+        out = {
             "peak_rss_bytes": self.peak_rss,
             "peak_uss_bytes": self.peak_uss,
+            "peak_pss_bytes": self.peak_pss,
             "memory_samples": self.samples,
             "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
             "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
             "launcher_cpu_seconds": self.sampler_cpu_seconds,
         }
+        if window and len(window) == 2:
+            # an interval ending inside the window, or the first one after it (it covers the window's end)
+            inside = [c for c, t in zip(self.foreign_cores, self.foreign_epochs, strict=True)
+                      if window[0] < t <= window[1] + 1.0]
+            out["measured_foreign_cpu_cores_mean"] = statistics.fmean(inside) if inside else None
+        return out

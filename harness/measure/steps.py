@@ -26,6 +26,12 @@ class StepRecord:
     sequences: int
     loss: float | None = None
     allreduce_seconds: float = 0.0
+    # the work of the step (see harness.cell.recipe.batch_work): rows, token slots with padding, and the sums of
+    # squared document and row lengths (attention's work per document, and over whole rows)
+    rows: int = 0
+    slots: int = 0
+    doc_sq: int = 0
+    row_sq: int = 0
 
 
 def measured_window(n_steps: int, timing_warmup: int, measured: int | None) -> slice:
@@ -54,6 +60,10 @@ def summarize_steps(steps: list[StepRecord], timing_warmup: int = 0, measured: i
         "measured_seconds": seconds,
         "measured_tokens": tokens,
         "measured_sequences": sequences,
+        "measured_rows": sum(s.rows for s in window),
+        "measured_padding": sum(s.slots for s in window) - tokens if all(s.slots for s in window) else None,
+        "measured_doc_sq": sum(s.doc_sq for s in window) if all(s.doc_sq for s in window) else None,
+        "measured_row_sq": sum(s.row_sq for s in window) if all(s.row_sq for s in window) else None,
         "tokens_per_second": tokens / seconds if seconds > 0 else None,
         "sequences_per_second": sequences / seconds if seconds > 0 else None,
         "data_seconds": sum(s.data_seconds for s in window),

@@ -67,14 +67,16 @@ class ResultStore:
         return self.manifest_path.is_file() or any(self.cells_dir.glob("*.json"))
 
     def open(self, document: dict[str, Any], fingerprint: dict[str, Any], environment: str, keys: list[str],
-             resume: bool, peak: dict[str, Any] | None = None) -> None:
+             resume: bool, peak: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> None:
         """Create the result set, or continue one (`resume`); refuse to write over one by accident."""
         if self.exists() and not resume:
             raise XeonftError(f"result set '{self.root}' already exists ({len(self.records())} cells); "
                               "pass --resume to continue it or --out for a new one")
         manifest = self.manifest() if self.manifest_path.is_file() else Manifest()
         earlier = [k for k in manifest.cells if k not in keys]
+        kept = {k: v for k, v in (manifest.model_extra or {}).items() if k not in (extra or {})}
         write_json(self.manifest_path, {
+            **kept, **(extra or {}),
             "schema_version": SCHEMA_VERSION,
             "name": document.get("name"),
             "created": manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -85,6 +87,12 @@ class ResultStore:
             "peak_tflops": peak or manifest.peak_tflops,
             "cells": earlier + keys,
         })
+
+    def add_cells(self, keys: list[str]) -> None:
+        """Append cells run beyond the matrix's own list (adaptive repeats) to the manifest's order."""
+        data = self.manifest().model_dump(mode="json", exclude_unset=True)
+        data["cells"] = [*data.get("cells", []), *(k for k in keys if k not in data.get("cells", []))]
+        write_json(self.manifest_path, data)
 
     def manifest(self) -> Manifest:
         if not self.manifest_path.is_file():
