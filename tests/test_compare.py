@@ -37,6 +37,7 @@ def synthetic_set(root, rng, speed=(100.0, 100.0), loss_scale=1.0, steps=12, sta
                   "eval_loss": float(losses[-1])}
         store.put(cell.key("env"), {"key": cell.key("env"), "match_key": cell.match_key(), "status": status,
                                     "repeat": cell.repeat, "axes": {"batch_size": cell.config.batch_size},
+                                    "spec": cell.model_dump(mode="json"),
                                     "result": result if status == "ok" else None})
     return root
 

@@ -36,7 +36,8 @@ def identity(record: CellRecord) -> str:
 def _flat_spec(record: CellRecord) -> dict[str, Any]:
     """Every field of the cell's definition, flat (config and launch fields share one namespace, as in a matrix)."""
     spec = record.spec
-    flat = {k: v for k, v in spec.items() if k not in ("config", "launch")}
+    flat = dict(record.axes)  # what the sweep recorded of the cell's axes, under its full definition
+    flat.update({k: v for k, v in spec.items() if k not in ("config", "launch")})
     flat.update(spec.get("config") or {})
     flat.update(spec.get("launch") or {})
     flat.setdefault("preset", "none")
@@ -68,8 +69,8 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     eff = cell_efficiency(r, peak)
     row: dict[str, Any] = {"key": r.key, "match_key": r.match_key, "identity": identity(r), "repeat": r.repeat,
                            "status": r.status, "reason": r.reason}
-    row.update({c: cfg.get(c) for c in SPEC_COLUMNS})
-    row.update({c: launch.get(c) for c in LAUNCH_COLUMNS})
+    row.update({c: cfg.get(c, r.axes.get(c)) for c in SPEC_COLUMNS})
+    row.update({c: launch.get(c, r.axes.get(c)) for c in LAUNCH_COLUMNS})
     row["preset"] = r.spec.get("preset", "none")
     row["pair_key"] = pair_identity(r)
     row.update({
@@ -107,6 +108,8 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
         "compile_cache_hits": comp.get("fx_graph_cache_hits"),
         "wall_s": r.wall_seconds,
     })
+    for k, v in _flat_spec(r).items():  # every other field of the definition, so a selector can name any of them
+        row.setdefault(k, v)
     return row
 
 
@@ -162,7 +165,7 @@ def steps_frame(store: ResultStore, df: pd.DataFrame) -> pd.DataFrame:
         if res is None:
             continue
         measured = {id(st) for st in res.measured_steps()}
-        bs = r.config.get("batch_size")
+        bs = r.config.get("batch_size", r.axes.get("batch_size"))
         for i, st in enumerate(res.steps):
             rows.append({"key": r.key, "variant": labels.get(r.key), "batch_size": bs, "repeat": r.repeat,
                          "step": st.step, "seconds": st.seconds, "tokens": st.tokens, "loss": st.loss,

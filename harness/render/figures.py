@@ -88,6 +88,9 @@ def _speedup(plt: Any, configs: pd.DataFrame, save: Any) -> None:
 def _memory(plt: Any, ok: pd.DataFrame, save: Any) -> None:
     import seaborn as sns
 
+    ok = ok.dropna(subset=["peak_rss_gib"])
+    if ok.empty:  # no cell was watched (bare cells, or a set built by hand)
+        return
     fig, ax = plt.subplots(figsize=(8, 4.5))
     dodge: float | bool = 0.25 if ok["variant"].nunique() > 1 else False  # seaborn divides by levels - 1
     sns.pointplot(data=ok, x="batch_size", y="peak_rss_gib", hue="variant", estimator="max", errorbar=None,

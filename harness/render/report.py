@@ -83,7 +83,7 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     out_dir.mkdir(parents=True, exist_ok=True)
     df = cells_frame(store)
     steps = steps_frame(store, df)
-    auto = (manifest.matrix.get("repeats") if isinstance(manifest.matrix.get("repeats"), dict) else None)
+    auto = (manifest.model_extra or {}).get("repeats_auto")
     target = auto.get("target") if auto else None
     base_identity, base_note = pick_baseline(df, baseline)
     configs = speedups(configurations(df, target_half_width=target), base_identity)
