@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import load_config
 from harness.cell.models import SHAPES, synthetic_model
 from harness.cell.recipe import AUTOCAST, lora_config, model_dtype
+from harness.config import load_config
 
 pytestmark = pytest.mark.benchmark(min_rounds=3, warmup=True)
 

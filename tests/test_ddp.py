@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -93,8 +94,10 @@ def test_two_nodes_over_loopback_merge_into_one_result(rows_file, tokenizer_dir,
            "axes": {"precision": ["fp32"]}}
     matrix = tmp_path / "two.yaml"
     matrix.write_text(json.dumps(doc))  # JSON is YAML
+    # each "machine" has its own benchmark lock, as two real machines would
     procs = [subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix), "--node-rank", str(k),
-                               "--out", str(tmp_path / f"node{k}")], stderr=subprocess.PIPE, text=True)
+                               "--out", str(tmp_path / f"node{k}")], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "XEONFT_MACHINE_LOCK": str(tmp_path / f"machine{k}.lock")})
              for k in (0, 1)]
     for p in procs:
         _, err = p.communicate(timeout=300)

@@ -87,8 +87,8 @@ def _loss_drift(base: CellRuns, new: CellRuns) -> tuple[float | None, float | No
     common = sorted(set(base.losses) & set(new.losses))
     train = None
     if common:
-        diffs = [abs(np.mean(new.losses[s]) - np.mean(base.losses[s])) / max(abs(np.mean(base.losses[s])), 1e-8)
-                 for s in common]
+        diffs = [abs(float(np.mean(new.losses[s])) - float(np.mean(base.losses[s])))
+                 / max(abs(float(np.mean(base.losses[s]))), 1e-8) for s in common]
         train = float(np.mean(diffs))
     evals = None
     if base.eval_losses and new.eval_losses:

@@ -96,11 +96,11 @@ def _extract(asset: Asset, archive: Path, target: Path) -> None:
             shutil.copyfileobj(src, dst)
     else:
         with tarfile.open(archive) as tf:
-            src = tf.extractfile(asset.member)
-            if src is None:
+            member = tf.extractfile(asset.member)
+            if member is None:
                 raise XeonftError(f"{asset.archive} has no file {asset.member}")
-            with src, partial.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+            with member, partial.open("wb") as dst:
+                shutil.copyfileobj(member, dst)
     partial.replace(target)
 
 

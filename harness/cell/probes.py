@@ -18,7 +18,7 @@ def _probe_class() -> type:
         """oneDNN's verbose log over one step (the last warm-up step: logging slows it), summarized."""
 
         def __init__(self, step: int) -> None:
-            self.step, self.summary, self._ctx = step, None, None
+            self.step, self.summary, self._ctx = step, None, None  # type: Any, Any, Any
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.step >= 1 and state.global_step + 1 == self.step:
@@ -43,7 +43,7 @@ def _profiler_class() -> type:
         """torch.profiler over one extra step after the measured ones (profiling slows the step it covers)."""
 
         def __init__(self, step: int) -> None:
-            self.step, self.summary, self._prof = step, None, None
+            self.step, self.summary, self._prof = step, None, None  # type: Any, Any, Any
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step + 1 == self.step:
@@ -80,11 +80,12 @@ def compile_report() -> dict[str, Any]:
         return {}
     metrics = get_compilation_metrics()
     seconds = sum(getattr(m, "entire_frame_compile_time_s", None) or 0.0 for m in metrics)
-    inductor, aot = counters.get("inductor", {}), counters.get("aot_autograd", {})
+    inductor: dict[str, int] = counters.get("inductor", {})
+    aot: dict[str, int] = counters.get("aot_autograd", {})
     return {
         "compile_seconds": seconds,
         "frames_compiled": len(metrics),
-        "unique_graphs": counters.get("stats", {}).get("unique_graphs", 0),
+        "unique_graphs": dict(counters.get("stats", {})).get("unique_graphs", 0),
         "recompiles": sum(counters.get("recompiles", {}).values()),
         "recompile_reasons": dict(counters.get("recompiles", {})),
         "graph_breaks": sum(counters.get("graph_break", {}).values()),

@@ -71,7 +71,7 @@ def lora_config(cfg: FinetuneConfig) -> Any:
 
     return LoraConfig(
         r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
+        lora_alpha=cfg.lora_alpha,  # type: ignore[arg-type]  # peft annotates int; a float works and is recorded
         target_modules=cfg.lora_target_modules,
         lora_dropout=cfg.lora_dropout,
         bias=cfg.lora_bias,
@@ -173,7 +173,7 @@ def _measured_trainer_class() -> type:
             if self.ipex_dtype is not None and not getattr(self, "_ipex_done", False):
                 # What transformers 4.x's use_ipex did: level O1 (weight prepacking, fused optimizer step), in place
                 # so the Trainer's references to the model stay valid.
-                self.model.train()
+                self.model.train()  # type: ignore[union-attr]
                 _, self.optimizer = load_ipex().optimize(self.model, optimizer=self.optimizer,
                                                          dtype=self.ipex_dtype, inplace=True, level="O1")
                 self._ipex_done = True

@@ -171,8 +171,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
     errors: list[str] = []
     _check_names(f"{source}: fixed", list(m.fixed), errors)
     _check_names(f"{source}: axes", list(m.axes), errors)
-    for axis, values in m.axes.items():
-        if not values:
+    for axis, axis_values in m.axes.items():
+        if not axis_values:
             errors.append(f"{source}: axes: '{axis}' has no values")
     for i, rule in enumerate(m.exclude):
         for key in rule:

@@ -30,7 +30,7 @@ BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 
 
 class FinetuneConfig(BaseModel):
-    """Everything that defines one fine-tuning run; defaults live in harness/recipes/recipe.yaml."""
+    """Everything that defines one fine-tuning run; defaults live in harness/config/recipes/recipe.yaml."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

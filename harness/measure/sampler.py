@@ -27,7 +27,7 @@ def _sum_over(procs: list[psutil.Process], read: Callable[[psutil.Process], int]
     """Sum a per-process reading over a tree, keeping each process's own peak; gone processes count zero."""
     total = 0
     for p in procs:
-        with contextlib.suppress(psutil.Error, KeyError):  # KeyError: gone before its full read
+        with contextlib.suppress(psutil.Error):
             value = read(p)
             total += value
             peaks[p.pid] = max(peaks.get(p.pid, 0), value)
@@ -106,9 +106,11 @@ class TreeSampler:
             grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
             if grown or now - last_uss >= self.uss_interval:
                 full = _full_info(procs)
-                uss = _sum_over(procs, lambda p, full=full: full[p.pid].uss, self.peak_uss_by_pid)
+                uss = sum(info.uss for info in full.values())
+                for pid, info in full.items():
+                    self.peak_uss_by_pid[pid] = max(self.peak_uss_by_pid.get(pid, 0), info.uss)
                 # PSS counts a page shared by n processes of the tree as 1/n in each: the tree's sum is exact
-                pss = _sum_over(procs, lambda p, full=full: full[p.pid].pss, {})
+                pss = sum(info.pss for info in full.values())
                 self.peak_uss, self.peak_pss = max(self.peak_uss, uss), max(self.peak_pss, pss)
                 last_uss, rss_at_uss = now, rss
             if now - last_t >= 1.0:
@@ -139,7 +141,7 @@ class TreeSampler:
         """Peaks over the whole cell; foreign load over `window` (wall-clock start and end of the measured steps)
         where given, so that a neighbour during model loading does not mark a clean measurement disturbed."""
         loads = sorted(self.foreign_cores)
-        out = {
+        out: dict[str, Any] = {
             "peak_rss_bytes": self.peak_rss,
             "peak_uss_bytes": self.peak_uss,
             "peak_pss_bytes": self.peak_pss,
