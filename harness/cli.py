@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue a result set, skipping cells already done")
     r.add_argument("--retry-failed", action="store_true", help="with --resume, also re-run failed/oom/timeout cells")
     r.add_argument("--node-rank", type=int, help="this machine's rank in a multi-node matrix (nnodes > 1)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the cells, their keys, what --resume would skip, and an estimated time; run nothing")
+    r.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the cells' models to run their own code (a matrix or preset never can)")
     r.add_argument("--no-wait", dest="wait", action="store_false",
                    help="refuse, rather than wait, when another benchmark is timing on this machine")
     mg = sub.add_parser("merge", help="merge the result sets of several machines (or runs) of one sweep")
@@ -170,9 +174,17 @@ def _run(args: argparse.Namespace) -> int:
     from harness.config.matrix import load_matrix
     from harness.launch.sweep import run_sweep
 
-    matrix = load_matrix(args.matrix)
+    matrix = load_matrix(args.matrix, trust_remote_code=bool(args.trust_remote_code))
     if args.node_rank is not None:
         matrix = matrix.for_node(args.node_rank)
+    if args.dry_run:
+        from pathlib import Path
+
+        from harness.launch.console import console
+        from harness.launch.plan import plan
+
+        console.print(plan(matrix, Path(args.out or Path("results") / matrix.name), args.resume, args.retry_failed))
+        return 0
     run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait)
     return 0
 
@@ -190,6 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except XeonftError as err:
         print(f"xeonft: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("xeonft: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"xeonft: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, or the machine (a full disk): one line, the traceback kept for a report
+        import tempfile
+        import traceback
+
+        with tempfile.NamedTemporaryFile("w", prefix="xeonft-crash-", suffix=".txt", delete=False) as f:
+            traceback.print_exc(file=f)
+        print(f"xeonft: failed: {type(err).__name__}: {err} (traceback in {f.name})", file=sys.stderr)
+        return 3

@@ -7,6 +7,12 @@ class XeonftError(Exception):
     exit_code = 2
 
 
+class Failure(XeonftError):
+    """Not the user's input: the machine or the run failed (a full disk, a result that could not be written)."""
+
+    exit_code = 3
+
+
 class Unavailable(XeonftError):
     """The cell cannot run here (IPEX missing, an allocator not installed, too few cores): recorded, not a failure."""
 

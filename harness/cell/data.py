@@ -6,6 +6,9 @@ CSV file, or a Hugging Face Hub dataset id. Rows need ``instruction`` and ``outp
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,14 @@ def _load(name: str) -> tuple[Any, str]:
         if loader is None:
             raise XeonftError(f"dataset '{path}': unsupported file type; use one of {', '.join(LOADERS)}")
         try:
-            return datasets.load_dataset(loader, data_files=str(path), split="train"), str(path)
+            with _globless(path) as safe:
+                return datasets.load_dataset(loader, data_files=str(safe), split="train"), str(path)
         except Exception as err:  # datasets raises many types for unreadable files
             if "corresponds to no data" in str(err):
                 raise XeonftError(f"dataset '{path}' has no rows") from None
             raise XeonftError(f"dataset '{path}': could not read it as {loader}: {err}") from None
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a local path, not a Hub id: never look it up
+        raise XeonftError(f"dataset file not found: {path}")
     if name.count("/") == 1:
         try:
             return datasets.load_dataset(name, split="train"), name
@@ -46,6 +52,19 @@ def _load(name: str) -> tuple[Any, str]:
     raise XeonftError(
         f"unknown dataset '{name}': expected 'default', a .json/.jsonl/.parquet/.csv file, or a Hub id org/name"
     )
+
+
+@contextlib.contextmanager
+def _globless(path: Path) -> Iterator[Path]:
+    """The file under a name without glob characters: `datasets` reads `data_files` as a glob pattern, so a file
+    named 'rows [v2].json' would match nothing (or other files). A symlink in a temporary folder avoids it."""
+    if not any(c in str(path) for c in "[]*?{}"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="xeonft-data-") as tmp:
+        link = Path(tmp) / f"data{path.suffix.lower()}"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def load_rows(name: str) -> Any:

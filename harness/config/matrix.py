@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.config.run import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
 from harness.errors import XeonftError
+from harness.measure.fingerprint import is_secret
 
 PRESET_KEY = "preset"
 CONFIG_KEYS = tuple(FinetuneConfig.model_fields)
@@ -162,13 +163,27 @@ def _excluded(values: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
     return any(all(hit(v, values.get(k)) for k, v in rule.items()) for rule in rules)
 
 
-def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | None = None) -> Matrix:
-    """Validate a matrix document and expand it; every problem is reported at once, naming the key."""
+def _check_safety(m: MatrixFile, source: str, errors: list[str]) -> None:
+    """A matrix is a file people share: it may not carry a secret, nor turn on remote code."""
+    for name in m.variables:
+        if is_secret(name):
+            errors.append(f"{source}: variables: '{name}' looks like a secret; pass it through the environment "
+                          "instead (xeonft scrubs such values from everything it writes)")
+    if m.fixed.get("trust_remote_code") or any(m.axes.get("trust_remote_code", [])):
+        errors.append(f"{source}: trust_remote_code can only be turned on from the command line "
+                      "(xeonft run --trust-remote-code), never by a matrix")
+
+
+def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | None = None,
+                 trust_remote_code: bool = False) -> Matrix:
+    """Validate a matrix document and expand it; every problem is reported at once, naming the key.
+    `trust_remote_code` is the command line's word, the only one that can allow a model's own code to run."""
     try:
         m = MatrixFile(**doc)
     except ValidationError as err:
         raise XeonftError(explain(err, source, known=MatrixFile.model_fields)) from None
     errors: list[str] = []
+    _check_safety(m, source, errors)
     _check_names(f"{source}: fixed", list(m.fixed), errors)
     _check_names(f"{source}: axes", list(m.axes), errors)
     for axis, axis_values in m.axes.items():
@@ -186,6 +201,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         recipe = str(base_dir / recipe)
     try:
         recipe_values, _ = base_values(recipe)
+        if recipe_values.get("trust_remote_code") is True:
+            raise XeonftError("trust_remote_code can only be turned on from the command line, never by a recipe")
     except XeonftError as err:
         raise XeonftError(f"{source}: recipe: {err}") from None
     presets: dict[str, dict[str, Any]] = {"none": {}}
@@ -197,6 +214,9 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
                 errors.append(f"{source}: preset: {err}")
                 continue
             # the sweep sets steps, logging, evaluation and prompts, as it does over the matrix's recipe
+            if overlay.get("trust_remote_code"):
+                errors.append(f"{source}: preset {name}: trust_remote_code can only be turned on from the command "
+                              "line, never by a preset")
             presets[str(name)] = {k: v for k, v in overlay.items() if k not in (*MANAGED_KEYS, *SWEEP_DEFAULTS)}
             _check_names(f"{source}: preset {name}", list(presets[str(name)]), errors)
     if errors:
@@ -217,7 +237,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         total = m.measure.warmup_steps + m.measure.steps + int(m.measure.profile)
         config_values.setdefault("eval_steps", total)  # one eval, after the measured steps
         config_values.setdefault("prompts", [])
-        config_values.update(max_steps=total, save_checkpoints=False, logging_steps=1)
+        config_values.update(max_steps=total, save_checkpoints=False, logging_steps=1,
+                             trust_remote_code=trust_remote_code)
         try:
             launch = LaunchSettings(**launch_values)
         except ValidationError as err:
@@ -248,6 +269,6 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
                   peak=m.peak, auto=auto)
 
 
-def load_matrix(path: str | Path) -> Matrix:
+def load_matrix(path: str | Path, trust_remote_code: bool = False) -> Matrix:
     p = Path(path)
-    return parse_matrix(read_yaml(p), source=str(p), base_dir=p.parent)
+    return parse_matrix(read_yaml(p), source=str(p), base_dir=p.parent, trust_remote_code=trust_remote_code)

@@ -177,6 +177,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None, **ove
     if preset:
         values.update(overlay_values(preset))
         source += f" + {preset}"
+    if values.get("trust_remote_code") is True:
+        raise XeonftError(f"{source}: trust_remote_code can only be turned on from the command line "
+                          "(--trust-remote-code), never by a config file")
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         base = build_config(values, source=source)  # name the file when the file is at fault

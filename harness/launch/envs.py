@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -61,18 +62,45 @@ def create(name: str, python: str | None = None) -> Path:
     if marker.is_file() and json.loads(marker.read_text()).get("requirements_sha256") == digest:
         print(f"environment '{name}' is up to date: {target}", file=sys.stderr)
         return target
-    print(f"creating environment '{name}' in {target} from {req}", file=sys.stderr)
+    # Built aside (NAME.building) and swapped in: a failed build leaves the working environment as it was.
+    building = target.with_name(f"{name}.building")
+    old = target.with_name(f"{name}.old")
+    print(f"creating environment '{name}' from {req} (beside {target}, swapped in when it works)", file=sys.stderr)
+    shutil.rmtree(building, ignore_errors=True)
     steps = [
-        [python or sys.executable, "-m", "venv", "--clear", str(target)],
-        [str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(req)],
-        [str(target / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "-e",
+        [python or sys.executable, "-m", "venv", str(building)],
+        [str(building / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(req)],
+        [str(building / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "-e",
          str(REPO)],
     ]
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
+            shutil.rmtree(building, ignore_errors=True)
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise XeonftError(f"creating environment '{name}' failed at `{' '.join(cmd[:4])} ...`:\n{tail}")
-    marker.write_text(json.dumps({"name": name, "requirements": str(req), "requirements_sha256": digest,
-                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+            raise XeonftError(f"creating environment '{name}' failed at `{' '.join(cmd[:4])} ...` (the existing "
+                              f"environment, if any, is untouched):\n{tail}")
+    (building / "xeonft-env.json").write_text(json.dumps({
+        "name": name, "requirements": str(req), "requirements_sha256": digest,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+    # a venv's console scripts name the folder they were built in: `venv --upgrade` rewrites what it owns for the
+    # final folder (xeonft itself only ever runs the environment's bin/python, which does not care)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    building.rename(target)
+    subprocess.run([python or sys.executable, "-m", "venv", "--upgrade", str(target)], capture_output=True)
+    shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def digest(name: str) -> str:
+    """The requirements digest an environment was built from ('' for xeonft's own): part of its cells' keys, so a
+    resume after the pins changed runs them again."""
+    if name == DEFAULT:
+        return ""
+    marker = env_dir(name) / "xeonft-env.json"
+    try:
+        return str(json.loads(marker.read_text()).get("requirements_sha256", ""))[:16]
+    except (OSError, ValueError):
+        return ""

@@ -16,7 +16,11 @@ OOM_MARKERS = ("MemoryError", "can't allocate memory", "Cannot allocate memory",
 
 
 
-def classify(rc: int | None, timed_out: bool, stderr_tail: str) -> tuple[str, str | None]:
+def classify(rc: int | None, timed_out: bool, stderr_tail: str, oom_kills: int | None = None) -> tuple[str, str | None]:
+    """`oom_kills`: how many processes the kernel's OOM killer took in this cgroup while the cell ran (None where
+    that cannot be read). A SIGKILL is an OOM only with that evidence."""
+    killed_by_oom = bool(oom_kills)
+    evidence = f"the kernel's OOM killer (cgroup memory.events oom_kill +{oom_kills})"
     if timed_out:
         return "timeout", None
     if rc == 0:
@@ -27,13 +31,19 @@ def classify(rc: int | None, timed_out: bool, stderr_tail: str) -> tuple[str, st
     if any(m in stderr_tail for m in OOM_MARKERS):
         return "oom", "ran out of memory"
     if rc == -signal.SIGKILL:
-        return "oom", "killed by SIGKILL (the kernel's OOM killer, most likely)"
+        if killed_by_oom:
+            return "oom", f"killed by {evidence}"
+        unknown = " (this machine's OOM-kill count cannot be read)" if oom_kills is None else \
+            " (no OOM kill was recorded: another process or a person sent it)"
+        return "failed", f"killed by SIGKILL{unknown}"
     if rc is not None and rc < 0:
         return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
     root = stderr_tail.rfind("Root Cause")
     died = TORCHRUN_ROOT_CAUSE.search(stderr_tail, root if root >= 0 else 0)
     if died:
         code = int(died.group("code"))
+        if code == -signal.SIGKILL and killed_by_oom:
+            return "oom", f"rank {died.group('rank')} killed by {evidence}; torchrun stopped the other ranks"
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         errors = [ln for ln in stderr_tail.splitlines() if ln.startswith(ERROR_PREFIX)]
         detail = f": {errors[-1].removeprefix(ERROR_PREFIX).strip()}" if errors else ""

@@ -20,6 +20,7 @@ from harness.config.spec import CellSpec
 from harness.errors import Unavailable
 from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
 from harness.launch.lifeline import chain_preexec, die_with_parent, kill_tree
+from harness.launch.oom import oom_kills
 from harness.launch.outcome import classify, tail
 from harness.launch.topology import Placement
 from harness.measure.fingerprint import safe_env
@@ -61,6 +62,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
 
         t0 = time.perf_counter()
         timed_out = False
+        kills_before = oom_kills()
         launcher = os.getpid()  # read here: inside preexec_fn it would be the child's own
         with log_path.open("w", encoding="utf-8") as log:
             # the cell dies with the launcher (PDEATHSIG survives the exec of numactl and python)
@@ -84,7 +86,9 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         wall = time.perf_counter() - t0
         store.redact_file(log_path)
         stderr_tail = tail(log_path)
-        status, reason = classify(proc.returncode, timed_out, stderr_tail)
+        kills_after = oom_kills()
+        delta = kills_after - kills_before if kills_before is not None and kills_after is not None else None
+        status, reason = classify(proc.returncode, timed_out, stderr_tail, delta)
         if is_distributed(spec):
             rank_files = sorted(Path(tmp).glob("result.rank*.json"))
             ranks = [json.loads(f.read_text(encoding="utf-8")) for f in rank_files]

@@ -9,6 +9,7 @@ running cell's whole tree is killed, nothing is half-written, finished cells sta
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.analysis.stats import enough_runs
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
+from harness.errors import Failure
 from harness.launch import envs
 from harness.launch.console import console, describe, one_line, summary_table
 from harness.launch.lifeline import termination_as_interrupt
@@ -39,6 +41,12 @@ def axis_values(spec: CellSpec, axes: list[str]) -> dict[str, Any]:
     return {a: value(a) for a in axes}
 
 
+def cell_key(spec: CellSpec, env_key: str) -> str:
+    """The store's key; a library environment's requirements digest is part of it (pins changed: new cells)."""
+    pins = envs.digest(spec.launch.env)
+    return spec.key(f"{env_key}+{pins}" if pins else env_key)
+
+
 class Sweep:
     """One sweep's state: the store, the environment key, the peaks, the progress display."""
 
@@ -51,7 +59,7 @@ class Sweep:
         self.total = 0  # cells in the progress bar
 
     def key(self, spec: CellSpec) -> str:
-        return spec.key(self.env_key)
+        return cell_key(spec, self.env_key)
 
     def run(self, specs: list[CellSpec], progress: Progress, cells_task: Any, steps_task: Any) -> None:
         for spec in specs:
@@ -64,7 +72,12 @@ class Sweep:
                                on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
             record.axes = values
             record.peak = cell_peak(spec, self.peaks)
-            self.store.put(key, record)
+            try:
+                self.store.put(key, record)
+            except OSError as err:
+                why = err.strerror or str(err)
+                raise Failure(f"could not record the cell {label} in {self.store.root}: {why}; the cells "
+                              "recorded before it are intact: free space and run again with --resume") from None
             progress.advance(cells_task)
             progress.console.print(one_line(label, record))
 
@@ -108,15 +121,28 @@ class Sweep:
         return added
 
 
+MIN_FREE_BYTES = 1 << 30  # a result set needs megabytes; a compile cache, hundreds of them
+
+
+def check_free_space(folder: Path, need: int = MIN_FREE_BYTES) -> None:
+    """Refuse to start a sweep on a disk that cannot hold its results (rather than fail in the middle)."""
+    existing = next(p for p in (folder, *folder.resolve().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise Failure(f"only {free / 2**20:.0f} MiB free on the disk of {existing}; a sweep needs at least "
+                      f"{need / 2**20:.0f} MiB (results, logs, the Inductor cache under $XEONFT_CACHE)")
+
+
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
               retry_failed: bool = False, wait: bool = True) -> ResultStore:
     """Run every cell of the matrix into results/<name>/ (or `out`); return the store."""
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
     store = ResultStore(out or Path("results") / matrix.name)
+    check_free_space(store.root)
     fp = fingerprint()
     env_key = environment_key(fp)
-    keys = [c.key(env_key) for c in matrix.cells]
+    keys = [cell_key(c, env_key) for c in matrix.cells]
 
     def waiting(holder: dict[str, Any]) -> None:
         console.print(f"[yellow]waiting:[/] another benchmark is timing on this machine (pid {holder.get('pid')}: "

@@ -1,0 +1,210 @@
+"""Faults a sweep meets on a shared server: true causes, secrets and remote code, full disks, crashes in xeonft
+itself, two sweeps on one result set, a killed launcher; and generated matrices that each end valid or in one
+clear message."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import cli
+from harness.config.matrix import parse_matrix
+from harness.config.run import load_config
+from harness.errors import Failure, XeonftError
+from harness.launch import sweep as sweep_module
+from harness.launch.locks import ResultSetLock
+from harness.launch.oom import oom_kills
+from harness.launch.outcome import classify
+from harness.launch.sweep import check_free_space, run_sweep
+from harness.results.records import CellRecord
+from harness.results.store import ResultStore
+from tests.conftest import tiny_matrix
+
+
+def test_sigkill_is_an_oom_only_with_the_kernels_word_for_it():
+    assert classify(-9, False, "", oom_kills=1) == ("oom", "killed by the kernel's OOM killer "
+                                                           "(cgroup memory.events oom_kill +1)")
+    status, reason = classify(-9, False, "", oom_kills=0)
+    assert status == "failed" and "SIGKILL" in reason and "no OOM kill was recorded" in reason
+    assert classify(-9, False, "", oom_kills=None)[0] == "failed"
+    torchrun = "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : -9"
+    assert classify(1, False, torchrun, oom_kills=2)[0] == "oom"
+    assert classify(1, False, torchrun, oom_kills=0) == (
+        "failed", "rank 1 died (killed by SIGKILL); torchrun stopped the other ranks")
+
+
+def test_oom_kill_count_is_read_from_the_cgroup(tmp_path):
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n")
+    assert oom_kills(tmp_path) == 2
+    assert oom_kills(tmp_path / "nowhere") is None
+
+
+def test_a_matrix_may_carry_neither_a_secret_nor_remote_code(tmp_path):
+    with pytest.raises(XeonftError, match="'HF_TOKEN' looks like a secret"):
+        parse_matrix({"name": "x", "variables": {"HF_TOKEN": "hf_abc"}})
+    with pytest.raises(XeonftError, match="only be turned on from the command line"):
+        parse_matrix({"name": "x", "fixed": {"model": "synthetic:tiny", "trust_remote_code": True}})
+    preset = tmp_path / "sneaky.yaml"
+    preset.write_text(yaml.safe_dump({"trust_remote_code": True}))
+    with pytest.raises(XeonftError, match="never by a preset"):
+        parse_matrix({"name": "x", "fixed": {"model": "synthetic:tiny"}, "axes": {"preset": [str(preset)]}})
+    with pytest.raises(XeonftError, match="never by a config file"):
+        load_config(str(preset))
+    assert load_config(trust_remote_code=True).trust_remote_code  # the command line's word
+    allowed = parse_matrix({"name": "x", "fixed": {"model": "synthetic:tiny"}}, trust_remote_code=True)
+    assert all(c.config.trust_remote_code for c in allowed.cells)
+    assert not any(c.config.trust_remote_code for c in parse_matrix({"name": "x"}).cells)
+
+
+def test_a_crash_inside_xeonft_is_one_line_and_exit_code_3(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setitem(cli.VERBS, "fetch", broken)
+    assert cli.main(["fetch"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xeonft: failed: RuntimeError: something inside broke (traceback in ")
+    assert "\n" not in err and os.path.isfile(err.rsplit("traceback in ", 1)[1].rstrip(")"))
+
+
+def _fake_supervise(calls):
+    def supervise(spec, key, store, on_step=None, disturbance_cores=0.25):
+        calls.append(key)
+        return CellRecord.model_validate({
+            "key": key, "match_key": spec.match_key(), "repeat": spec.repeat, "status": "ok", "wall_seconds": 1.0,
+            "spec": spec.model_dump(mode="json"),
+            "result": {"summary": {"tokens_per_second": 100.0, "measured_tokens": 100, "measured_seconds": 1.0}}})
+
+    return supervise
+
+
+def test_a_full_disk_stops_the_sweep_with_earlier_cells_intact(rows_file, tokenizer_dir, tmp_path, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(sweep_module, "supervise", _fake_supervise(calls))
+    real_put = ResultStore.put
+
+    def put(self, key, record):
+        if len(calls) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_put(self, key, record)
+
+    monkeypatch.setattr(ResultStore, "put", put)
+    m = tiny_matrix(rows_file, tokenizer_dir)
+    with pytest.raises(Failure, match=r"No space left on device.*cells recorded before it are intact"):
+        run_sweep(m, out=tmp_path / "full")
+    (kept,) = ResultStore(tmp_path / "full").records()
+    assert kept.key == calls[0]
+    assert not list((tmp_path / "full" / "cells").glob(".*.tmp"))  # nothing half-written
+    with pytest.raises(Failure, match="MiB free on the disk"):
+        check_free_space(tmp_path, need=1 << 60)
+
+
+def test_a_second_sweep_on_one_result_set_is_refused_naming_the_first(rows_file, tokenizer_dir, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(sweep_module, "supervise", _fake_supervise([]))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from harness.launch.locks import ResultSetLock\n"
+        f"lock = ResultSetLock({str(tmp_path / 'shared')!r}); lock.acquire(); print('held', flush=True); "
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(XeonftError, match=f"pid {holder.pid}"):
+            run_sweep(tiny_matrix(rows_file, tokenizer_dir), out=tmp_path / "shared")
+    finally:
+        holder.kill()
+        holder.wait()
+    with ResultSetLock(tmp_path / "shared"):  # released by the kernel when its holder died
+        pass
+
+
+def _cells_of(pattern: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "harness.cell.worker" in cmd and pattern in cmd:
+            out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_launcher_leaves_no_cell_behind_and_a_resume_records_each_cell_once(rows_file, tokenizer_dir,
+                                                                                     tmp_path, how):
+    doc = tiny_matrix(rows_file, tokenizer_dir, measure={"warmup_steps": 1, "steps": 30}).document
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(json.dumps(doc))
+    out = tmp_path / "set"
+    log = (tmp_path / "launcher.log").open("w")
+    launcher = subprocess.Popen([sys.executable, "-m", "harness", "run", str(matrix), "--out", str(out)],
+                                stderr=log, stdout=log, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "cells").glob("*.json")) and time.monotonic() < deadline:  # one cell done,
+            time.sleep(0.2)
+        while not _cells_of("xeonft-launch") and time.monotonic() < deadline:  # the next one running
+            time.sleep(0.2)
+        assert _cells_of("xeonft-launch"), "no cell started"
+        running = _cells_of("xeonft-launch")
+        launcher.send_signal(how)
+        launcher.wait(timeout=60)
+        _, alive = psutil.wait_procs(running, timeout=15)
+        assert not alive, f"cells outlived their launcher: {[p.pid for p in alive]}"
+        if how == signal.SIGTERM:
+            assert launcher.returncode == 130 and "SIGTERM" in (tmp_path / "launcher.log").read_text()
+    finally:
+        launcher.kill()
+        log.close()
+    done = len(list((out / "cells").glob("*.json")))
+    assert 1 <= done < 3
+    assert cli.main(["run", str(matrix), "--out", str(out), "--resume"]) == 0
+    records = ResultStore(out).records()
+    assert len(records) == 3 and len({r.key for r in records}) == 3
+    assert not list(out.glob("cells/.*.tmp"))
+
+
+MATRIX_KEYS = st.sampled_from(["name", "fixed", "axes", "exclude", "repeats", "measure", "timeout_s", "variables",
+                               "colour", "recipe", "peak"])
+VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 9) | st.floats(allow_nan=True) |
+                      st.sampled_from(["fp32", "bf16", "auto", "x", "", "quick", "synthetic:tiny", "30m"]),
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                          st.sampled_from(["batch_size", "precision", "min", "max", "steps", "warmup_steps",
+                                           "model", "lora_r", "budget", "pinning", "HF_TOKEN"]), inner, max_size=3),
+                      max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(MATRIX_KEYS, VALUES, max_size=6))
+def test_any_matrix_document_is_valid_or_one_clear_error(doc):
+    """200 generated documents: each expands into cells or fails with an XeonftError that names what is wrong;
+    nothing else escapes (a traceback would be a bug)."""
+    try:
+        m = parse_matrix(doc, source="gen.yaml")
+    except XeonftError as err:
+        text = str(err)
+        assert text.startswith("gen.yaml") and "Traceback" not in text
+        return
+    assert m.cells and all(c.config.max_steps >= 1 for c in m.cells)
+
+
+def test_dry_run_says_what_a_resume_would_skip_and_how_long_the_rest_takes(rows_file, tokenizer_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    monkeypatch.setattr(sweep_module, "supervise", _fake_supervise([]))
+    m = tiny_matrix(rows_file, tokenizer_dir)
+    run_sweep(m, out=tmp_path / "set")
+    bigger = {**m.document, "axes": {**m.document["axes"], "batch_size": [1, 2, 3]}}
+    (tmp_path / "m.yaml").write_text(json.dumps(bigger))
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "set"), "--resume", "--dry-run"]) == 0
+    out = capsys.readouterr().err
+    assert out.count("skip") == 3 and out.count(" run ") >= 1 and "estimated" in out
+    assert len(ResultStore(tmp_path / "set").records()) == 3  # nothing ran
