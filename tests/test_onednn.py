@@ -30,6 +30,22 @@ def test_amx_share_is_gemm_time_on_amx_kernels():
     assert [k["impl"] for k in s["kernels"]] == ["brg_matmul:avx10_1_512_amx", "brgemm:avx512_core_bf16", "jit:uni"]
 
 
+OLDER_LINES = [  # oneDNN 2.x (onednn_verbose without a version field, src_bf16) and DNNL 1.x with a timestamp
+    "onednn_verbose,info,cpu,isa:Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions",
+    "onednn_verbose,exec,cpu,inner_product,brgemm:avx512_core_amx_bf16,forward_training,src_bf16::blocked:ab:f0 "
+    "wei_bf16:p:blocked:AB16b64a2b:f0 bia_f32::blocked:a:f0 dst_bf16::blocked:ab:f0,,,mb1024ic4096oc4096,3.0",
+    "dnnl_verbose,1700000000.5,exec,cpu,matmul,gemm:jit,undef,src_f32::blocked:ab:f0 wei_f32::blocked:ab:f0 "
+    "dst_f32::blocked:ab:f0,,,64x64:64x64,1.0",
+]
+
+
+def test_older_verbose_formats_of_the_seed_stack_and_ipex_are_understood():
+    s = summarize(OLDER_LINES)
+    assert s["detected_isa"].startswith("Intel AVX-512")
+    assert s["bf16_gemm_calls"] == 1 and s["bf16_gemm_on_amx"] and s["amx_share"] == pytest.approx(0.75)
+    assert {k["src_dtype"] for k in s["kernels"]} == {"bf16", "f32"}
+
+
 def test_a_real_bf16_matmul_is_captured_with_its_kernel():
     a = torch.randn(128, 128, dtype=torch.bfloat16)
     with capture_verbose() as lines:

@@ -58,7 +58,8 @@ def summarize(lines: list[str]) -> dict[str, Any]:
             kind, impl, ms = fields[i + 2], fields[i + 3], float(fields[-1])
         except (IndexError, ValueError):
             continue
-        src = re.search(r"src:(\w+?):", line)
+        # oneDNN >= 3 writes `src:bf16:...`, 2.x and DNNL 1.x (the seed-2025 stack, IPEX's own builds) `src_bf16:...`
+        src = re.search(r"\bsrc[:_]([a-z0-9]+?):", line)
         name = f"{kind}:{impl}"
         k = kernels.setdefault(name, {"kind": kind, "impl": impl, "src_dtype": src.group(1) if src else None,
                                       "count": 0, "ms": 0.0})
