@@ -4,6 +4,7 @@ clear message."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -137,7 +138,7 @@ def _cells_of(pattern: str) -> list[psutil.Process]:
     return out
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_killed_launcher_leaves_no_cell_behind_and_a_resume_records_each_cell_once(rows_file, tokenizer_dir,
                                                                                      tmp_path, how):
     doc = tiny_matrix(rows_file, tokenizer_dir, measure={"warmup_steps": 1, "steps": 30}).document
@@ -159,8 +160,8 @@ def test_a_killed_launcher_leaves_no_cell_behind_and_a_resume_records_each_cell_
         launcher.wait(timeout=60)
         _, alive = psutil.wait_procs(running, timeout=15)
         assert not alive, f"cells outlived their launcher: {[p.pid for p in alive]}"
-        if how == signal.SIGTERM:
-            assert launcher.returncode == 130 and "SIGTERM" in (tmp_path / "launcher.log").read_text()
+        if how != signal.SIGKILL:  # Ctrl-C, a scheduler's SIGTERM: the interrupt path, exit 130
+            assert launcher.returncode == 130 and "interrupted" in (tmp_path / "launcher.log").read_text()
     finally:
         launcher.kill()
         log.close()
@@ -208,3 +209,91 @@ def test_dry_run_says_what_a_resume_would_skip_and_how_long_the_rest_takes(rows_
     out = capsys.readouterr().err
     assert out.count("skip") == 3 and out.count(" run ") >= 1 and "estimated" in out
     assert len(ResultStore(tmp_path / "set").records()) == 3  # nothing ran
+
+
+BAD_DATASETS = {
+    "missing columns": ("chat.jsonl", '{"prompt": "hi", "completion": "hello"}\n', r"lacks column\(s\) instruction"),
+    "empty": ("empty.jsonl", "", "has no rows|could not read"),
+    "not utf-8": ("latin.jsonl", b'{"instruction": "caf\xe9", "output": "x"}\n', "not UTF-8|could not read"),
+    "broken json": ("broken.json", '[{"instruction": "a", "output": ', "could not read"),
+    "null fields": ("nulls.jsonl", '{"instruction": null, "output": "x"}\n', "empty or null"),
+    "header-only csv": ("header.csv", "instruction,input,output\n", "has no rows"),
+    "glob characters": ("rows [v2]*.jsonl", None, None),  # not an error: it loads
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATASETS))
+def test_malformed_datasets_get_one_message_naming_the_file(case, tmp_path, rows_file):
+    from harness.cell.data import load_rows
+
+    name, content, message = BAD_DATASETS[case]
+    path = tmp_path / name
+    if content is None:
+        path.write_bytes(rows_file.read_bytes())
+        assert len(load_rows(str(path))) > 0
+        return
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(XeonftError, match=message) as err:
+        load_rows(str(path))
+    assert name in str(err.value)
+
+
+def test_corrupt_models_and_local_paths_that_do_not_exist_are_named(tmp_path, tokenizer_dir):
+    import torch
+
+    from harness.cell.data import load_rows
+    from harness.cell.models import resolve_model
+
+    folder = tmp_path / "model dir [copy]"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(XeonftError, match="model dir \\[copy\\]"):
+        resolve_model(str(folder), torch.float32, tokenizer=str(tokenizer_dir))
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(XeonftError, match=r"fake\.gguf"):
+        resolve_model(str(fake), torch.float32, tokenizer=str(tokenizer_dir))
+    with pytest.raises(XeonftError, match="dataset file not found"):
+        load_rows("./data/rows")  # looks local: never a Hub lookup
+
+
+def test_a_worker_killed_mid_step_is_recorded_with_its_true_cause(rows_file, tokenizer_dir, tmp_path):
+    """Someone SIGKILLs the cell's process: the record says SIGKILL, and not 'oom' without the kernel's word."""
+    import threading
+
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 400}, timeout_s=120)
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.is_set():
+            for p in _cells_of(str(tmp_path / "k")) or _cells_of("xeonft-launch"):
+                with contextlib.suppress(psutil.Error):
+                    if p.cpu_times().user > 3:  # well into its steps
+                        p.kill()
+                        return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        store = run_sweep(m, out=tmp_path / "k")
+    finally:
+        stop.set()
+    (record,) = store.records()
+    assert record.status in ("failed", "oom") and "SIGKILL" in (record.reason or "")
+    if record.status == "oom":
+        assert "memory.events" in record.reason
+    assert not _cells_of("xeonft-launch")
+
+
+def test_a_timed_out_two_rank_cell_leaves_no_rank_behind(rows_file, tokenizer_dir, tmp_path):
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"ranks": [2], "inject_fault": ["hang"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 2}, timeout_s=45)
+    m = m.model_copy(update={"cells": [c.model_copy(update={"config": c.config.model_copy(update={"threads": None})})
+                                       for c in m.cells]})
+    store = run_sweep(m, out=tmp_path / "t")
+    (record,) = store.records()
+    assert record.status == "timeout"
+    time.sleep(1)
+    assert not _cells_of("xeonft-launch"), "a rank outlived its timed-out cell"

@@ -78,6 +78,14 @@ def load_rows(name: str) -> Any:
         )
     if len(ds) == 0:
         raise XeonftError(f"dataset '{where}' has no rows")
+    for column in REQUIRED:
+        try:
+            bad = [i for i, v in enumerate(ds[column]) if not isinstance(v, str) or not v.strip()]
+        except UnicodeDecodeError as err:  # datasets decodes text lazily, on first access
+            raise XeonftError(f"dataset '{where}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        if bad:
+            raise XeonftError(f"dataset '{where}': {len(bad)} row(s) have an empty or null {column} (first: row "
+                              f"{bad[0] + 1}); every Alpaca row needs text there")
     if "input" not in ds.column_names:
         ds = ds.add_column("input", [""] * len(ds))
     return ds.map(lambda r: {"input": r["input"] or ""}).select_columns(["instruction", "input", "output"])
