@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     env_create = env_sub.add_parser("create", help="build the venv for envs/NAME.txt")
     env_create.add_argument("name")
     env_sub.add_parser("list", help="requirement files and the environments already created")
+    cache = sub.add_parser("cache", help="what the cache holds; prune compiled graphs and half-built environments")
+    cache.add_argument("action", choices=["show", "prune"])
     return parser
 
 
@@ -189,8 +191,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from harness.launch import cache
+
+    if args.action == "prune":
+        print(f"freed {cache.prune() / 2**20:.0f} MiB")
+    for name, size in cache.usage():
+        print(f"{size / 2**20:10.0f} MiB  {name}")
+    return 0
+
+
 VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
-         "env": _env, "merge": _merge, "peak": _peak}
+         "env": _env, "merge": _merge, "peak": _peak, "cache": _cache}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -297,3 +297,16 @@ def test_a_timed_out_two_rank_cell_leaves_no_rank_behind(rows_file, tokenizer_di
     assert record.status == "timeout"
     time.sleep(1)
     assert not _cells_of("xeonft-launch"), "a rank outlived its timed-out cell"
+
+
+def test_cache_prune_removes_only_what_can_be_rebuilt(capsys):
+    from harness.cell.assets import cache_dir
+
+    root = cache_dir()
+    for folder in ("inductor/default/aa", "envs/seed.building/bin", "envs/seed/bin", "models/m"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "blob").write_bytes(b"x" * 2**20)
+    assert cli.main(["cache", "prune"]) == 0
+    assert "freed 2 MiB" in capsys.readouterr().out
+    assert not (root / "inductor").exists() and not (root / "envs/seed.building").exists()
+    assert (root / "envs/seed/bin/blob").is_file() and (root / "models/m/blob").is_file()

@@ -130,7 +130,7 @@ def check_free_space(folder: Path, need: int = MIN_FREE_BYTES) -> None:
     free = shutil.disk_usage(existing).free
     if free < need:
         raise Failure(f"only {free / 2**20:.0f} MiB free on the disk of {existing}; a sweep needs at least "
-                      f"{need / 2**20:.0f} MiB (results, logs, the Inductor cache under $XEONFT_CACHE)")
+                      f"{need / 2**20:.0f} MiB (results, logs, the Inductor cache: `xeonft cache prune` frees that)")
 
 
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
