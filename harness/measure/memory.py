@@ -1,21 +1,21 @@
-"""A process's exact memory high-water mark, per phase.
+"""A process's exact memory high-water mark, read at the end of each phase.
 
 The kernel keeps each process's peak resident set (VmHWM in /proc/PID/status): exact, where a sampler can miss a
-short peak. Writing 5 to /proc/PID/clear_refs resets it (Linux 4.0+), so reading and resetting at the end of each
-phase (load, train, eval) gives each phase its own peak. Where either file is unavailable the readings are None.
+short peak. It is read, never reset: resetting it (`clear_refs`) would also reset what `/usr/bin/time`, schedulers
+and `getrusage` report as the process's maximum RSS. So each phase (load, train, eval) records the mark as it stood
+at its end; a phase that raised it has its own peak exactly, and `peak_phase` names the phase that set the
+process's peak.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 STATUS = Path("/proc/self/status")
-CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def vm_hwm(status: Path = STATUS) -> int | None:
-    """This process's peak RSS so far (since the last reset), in bytes."""
+    """This process's peak RSS so far, in bytes."""
     try:
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -25,35 +25,28 @@ def vm_hwm(status: Path = STATUS) -> int | None:
     return None
 
 
-def reset_hwm(clear_refs: Path = CLEAR_REFS) -> bool:
-    try:
-        clear_refs.write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 class PhasePeaks:
-    """Peaks of the phases of a run: `end(phase)` reads the high-water mark and resets it for the next phase. A
-    phase that ends several times (a training step, an evaluation) keeps its largest peak."""
+    """`end(phase)` reads the high-water mark; a phase that ends several times (a step, an evaluation) keeps the
+    last reading, which is the largest."""
 
-    def __init__(self) -> None:
-        self.peaks: dict[str, int] = {}
-        self.resettable = True
+    def __init__(self, status: Path = STATUS) -> None:
+        self.status = status
+        self.marks: dict[str, int] = {}
+        self.peak_phase: str | None = None
+        self._peak = 0
 
     def end(self, phase: str) -> None:
-        peak = vm_hwm()
-        if peak is None:
+        mark = vm_hwm(self.status)
+        if mark is None:
             return
-        self.peaks[phase] = max(self.peaks.get(phase, 0), peak)
-        if self.resettable:
-            self.resettable = reset_hwm()
+        self.marks[phase] = mark
+        if mark > self._peak:
+            self._peak, self.peak_phase = mark, phase
 
-    def summary(self) -> dict[str, int | bool]:
-        """Peak bytes per phase, the overall peak, and whether phases were told apart (a kernel that cannot reset
-        the mark gives every phase the peak so far)."""
-        out: dict[str, int | bool] = {f"{k}_peak_bytes": v for k, v in self.peaks.items()}
-        with contextlib.suppress(ValueError):
-            out["peak_bytes"] = max(self.peaks.values())
-        out["phases_separated"] = self.resettable
+    def summary(self) -> dict[str, int | str | None]:
+        """The mark at the end of each phase (bytes), the process's peak, and the phase that reached it."""
+        out: dict[str, int | str | None] = {f"{k}_hwm_bytes": v for k, v in self.marks.items()}
+        if self.marks:
+            out["peak_bytes"] = self._peak
+            out["peak_phase"] = self.peak_phase
         return out
