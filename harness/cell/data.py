@@ -32,6 +32,8 @@ def _load(name: str) -> tuple[Any, str]:
     if path.suffix.lower() in LOADERS or path.exists():
         if not path.is_file():
             raise XeonftError(f"dataset file not found: {path}")
+        if path.stat().st_size == 0:
+            raise XeonftError(f"dataset '{path}' is empty (0 bytes): it has no rows")
         loader = LOADERS.get(path.suffix.lower())
         if loader is None:
             raise XeonftError(f"dataset '{path}': unsupported file type; use one of {', '.join(LOADERS)}")
