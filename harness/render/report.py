@@ -15,7 +15,7 @@ from harness.analysis.overhead import flags, overhead_frame
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
 from harness.render.figures import plots
-from harness.render.fmt import interval
+from harness.render.fmt import interval, pct
 from harness.render.pages import markdown, page
 from harness.results.records import Manifest
 from harness.results.store import ResultStore
@@ -49,6 +49,10 @@ def top_table(configs: pd.DataFrame, base_identity: str | None) -> pd.DataFrame:
         cols.remove("reached_target")
     if t["hfu"].isna().all():
         cols.remove("hfu")
+    for col in ("cv", "mfu", "hfu"):  # shares read as percentages
+        t[col] = [pct(v) for v in t[col]]
+    t["eval_vs_base"] = [pct(v, signed=True) for v in t["eval_vs_base"]]
+    t["reached_target"] = [None if v is None or v != v else ("yes" if v else "no") for v in t["reached_target"]]
     return t[cols].rename(columns=TOP_COLUMNS)
 
 
