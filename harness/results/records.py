@@ -169,7 +169,9 @@ class CellRecord(_Open):
                         peak_uss_bytes=mem.peak_uss_bytes if self.memory else None)
 
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.axes.items()) or self.match_key or self.key
+        """The cell's axes as `key=value`; for a matrix without axes, its precision and batch size."""
+        shown = self.axes or {k: self.config[k] for k in ("precision", "batch_size") if k in self.config}
+        return " ".join(f"{k}={v}" for k, v in shown.items()) or self.match_key or self.key
 
 
 class Fingerprint(_Open):
