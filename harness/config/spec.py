@@ -11,9 +11,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config.run import FinetuneConfig
+from harness.config.units import parse_bytes
 
 Pinning = Literal["none", "cores", "numa"]
 Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2"]
@@ -42,7 +43,18 @@ class LaunchSettings(BaseModel):
     # full: the tree sampler, the oneDNN probe and progress lines; bare: none of them (the step clock stays), to
     # measure what the harness's own instrumentation costs, side by side in one sweep
     instrument: Literal["full", "bare"] = "full"
+    # a memory budget for the cell's whole process tree, in bytes ("6GiB" in a matrix): cgroup where xeonft may
+    # make one, else the sampler; a cell over it ends `oom`, the host never swaps
+    memory_limit: int | None = None
 
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return None if value is None else parse_bytes(value)  # type: ignore[arg-type]
+
+
+# Launch settings that joined later: left out of a cell's hash at their defaults, so earlier keys stay valid.
+LATER_LAUNCH_DEFAULTS = {"instrument": "full", "memory_limit": None}
 
 LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
 
@@ -70,10 +82,10 @@ class CellSpec(BaseModel):
         exclude = dict(exclude)
         if self.preset == "none":
             exclude["preset"] = True
-        if self.launch.instrument == "full":
+        at_default = {k: True for k, v in LATER_LAUNCH_DEFAULTS.items() if getattr(self.launch, k) == v}
+        if at_default:
             launch = exclude.get("launch", {})
-            exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch),
-                                 "instrument": True}
+            exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch), **at_default}
         return self.model_dump(mode="json", exclude=exclude)
 
     def pair_key(self) -> str:

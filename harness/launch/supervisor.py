@@ -18,6 +18,7 @@ from typing import Any
 from harness.cell.protocol import PLACEMENTS_VAR, parse_progress
 from harness.config.spec import CellSpec
 from harness.errors import Unavailable
+from harness.launch.budget import MemoryCap
 from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
 from harness.launch.lifeline import chain_preexec, die_with_parent, kill_tree
 from harness.launch.oom import oom_kills
@@ -64,16 +65,30 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         timed_out = False
         kills_before = oom_kills()
         launcher = os.getpid()  # read here: inside preexec_fn it would be the child's own
+        cap = MemoryCap.open(spec.launch.memory_limit) if spec.launch.memory_limit else None
+        reached = [0, 0]  # the last step the worker reported, of how many
+
+        def stepped(step: int, total: int) -> None:
+            reached[:] = [step, total]
+            if on_step is not None:
+                on_step(step, total)
+
         with log_path.open("w", encoding="utf-8") as log:
-            # the cell dies with the launcher (PDEATHSIG survives the exec of numactl and python)
+            # the cell dies with the launcher (PDEATHSIG survives the exec of numactl and python); with a budget it
+            # joins its cgroup before exec, so its whole tree is charged there
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                                     start_new_session=True,
-                                    preexec_fn=chain_preexec(functools.partial(die_with_parent, launcher), bind))
-            reader = threading.Thread(target=_read_progress, args=(proc, on_step), daemon=True)
+                                    preexec_fn=chain_preexec(functools.partial(die_with_parent, launcher), bind,
+                                                             *([cap.join] if cap else [])))
+            reader = threading.Thread(target=_read_progress, args=(proc, stepped), daemon=True)
             reader.start()
-            bare = spec.launch.instrument == "bare"
+            bare = spec.launch.instrument == "bare" and cap is None  # a budget needs the sampler's peak
+            watcher = None if bare else TreeSampler(proc.pid)
+            if watcher is not None and cap is not None and cap.method == "sampler":
+                watcher.limit = cap.limit
+                watcher.on_exceed = lambda rss: _kill_tree(proc, wait=False)
             try:
-                with contextlib.nullcontext() if bare else TreeSampler(proc.pid) as sampler:
+                with contextlib.nullcontext() if watcher is None else watcher as sampler:
                     try:
                         proc.wait(timeout=spec.timeout_s)
                     except subprocess.TimeoutExpired:
@@ -82,13 +97,21 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
             except BaseException:
                 _kill_tree(proc)
                 raise
-            reader.join(timeout=5)
+            finally:
+                reader.join(timeout=5)
+                budget = _budget(cap, watcher, reached) if cap is not None else None
+                if cap is not None:
+                    cap.close()
         wall = time.perf_counter() - t0
         store.redact_file(log_path)
         stderr_tail = tail(log_path)
         kills_after = oom_kills()
         delta = kills_after - kills_before if kills_before is not None and kills_after is not None else None
+        if budget is not None and budget["oom_kills"] is not None:
+            delta = budget["oom_kills"]  # the cell's own cgroup: its kills are its own
         status, reason = classify(proc.returncode, timed_out, stderr_tail, delta)
+        if budget is not None and (budget["exceeded"] or status == "oom"):
+            status, reason = "oom", _over_budget(budget)
         if is_distributed(spec):
             rank_files = sorted(Path(tmp).glob("result.rank*.json"))
             ranks = [json.loads(f.read_text(encoding="utf-8")) for f in rank_files]
@@ -118,9 +141,32 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
                 "env": safe_env(env)},
         memory=memory, result=result, log=str(log_path.relative_to(store.root)),
     )
+    if budget is not None:
+        record["budget"] = budget
     if status != "ok":
         record["stderr_tail"] = stderr_tail
     return CellRecord.model_validate(record)
+
+
+def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int]) -> dict[str, Any]:
+    """What the budget saw: how it was enforced, whether the cell crossed it, its peak, the step it reached."""
+    kills = cap.oom_kills()
+    exceeded = bool(kills) or (sampler is not None and sampler.exceeded_rss is not None)
+    return {"limit_bytes": cap.limit, "method": cap.method, "why_sampler": cap.why_sampler, "exceeded": exceeded,
+            "oom_kills": kills, "cgroup_peak_bytes": cap.peak(),
+            "peak_rss_bytes": sampler.peak_rss if sampler is not None else None,
+            "exceeded_rss_bytes": sampler.exceeded_rss if sampler is not None else None,
+            "step_reached": reached[0], "steps_total": reached[1]}
+
+
+def _over_budget(budget: dict[str, Any]) -> str:
+    gib = 2**30
+    peak = budget["cgroup_peak_bytes"] or budget["exceeded_rss_bytes"] or budget["peak_rss_bytes"]
+    how = {"cgroup-v2": "cgroup v2", "cgroup-v1": "cgroup v1", "sampler": "sampler"}[budget["method"]]
+    where = f"after step {budget['step_reached']} of {budget['steps_total']}" if budget["steps_total"] else \
+        "before its first step"
+    return (f"over its memory budget of {budget['limit_bytes'] / gib:.2f} GiB ({how}) {where}; peak "
+            f"{(peak or 0) / gib:.2f} GiB; stopped")
 
 
 def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler | None) -> dict[str, Any]:
@@ -151,8 +197,9 @@ def _read_progress(proc: subprocess.Popen, on_step: Callable[[int, int], None] |
             on_step(*progress)
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def _kill_tree(proc: subprocess.Popen, wait: bool = True) -> None:
     """The cell's whole tree, torchrun's ranks included (they run in sessions of their own)."""
     kill_tree(proc.pid)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+    if wait:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)

@@ -55,6 +55,10 @@ class TreeSampler:
     peak_rss_by_pid: dict[int, int] = field(default_factory=dict)
     peak_uss_by_pid: dict[int, int] = field(default_factory=dict)
     timeline: list[tuple[float, int]] = field(default_factory=list)
+    # a memory budget the sampler enforces (where no cgroup can): crossing it calls `on_exceed` with the tree's RSS
+    limit: int | None = None
+    on_exceed: Callable[[int], None] | None = None
+    exceeded_rss: int | None = None
     _me_start: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -103,6 +107,10 @@ class TreeSampler:
             rss = _sum_over(procs, lambda p: p.memory_info().rss, self.peak_rss_by_pid)
             self.peak_rss = max(self.peak_rss, rss)
             self.samples += 1
+            if self.limit is not None and rss > self.limit and self.exceeded_rss is None:
+                self.exceeded_rss = rss
+                if self.on_exceed is not None:
+                    self.on_exceed(rss)
             grown = rss > rss_at_uss * 1.02 and now - last_uss >= 1.0
             if grown or now - last_uss >= self.uss_interval:
                 full = _full_info(procs)

@@ -141,6 +141,7 @@ class CellRecord(_Open):
     log: str | None = None
     axes: dict[str, Any] = Field(default_factory=dict)
     stderr_tail: str | None = None
+    budget: dict[str, Any] | None = None  # a memory budget: its limit, how enforced, crossed or not, the step reached
     nodes: list[dict[str, Any]] | None = None
     # the GEMM peak (TFLOP/s per dtype) at this cell's core count, measured before it ran; MFU is against it
     peak: dict[str, Any] | None = None

@@ -1,0 +1,26 @@
+"""Sizes as people write them in matrices and on the command line."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+         "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """'6GiB', '6G' (binary, as free and top mean it), '6GB' (decimal), '512MiB' or a number of bytes."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a memory size: {text!r}")
+    if isinstance(text, int | float):
+        value, unit = float(text), ""
+    else:
+        match = _SIZE.match(text)
+        if not match or match.group(2).lower() not in UNITS:
+            raise ValueError(f"not a memory size: {text!r} (use e.g. 6GiB, 512MiB)")
+        value, unit = float(match.group(1)), match.group(2).lower()
+    size = int(value * UNITS[unit])
+    if size < 64 * 2**20:
+        raise ValueError(f"a memory budget of {size} bytes is too small to start Python (at least 64MiB)")
+    return size
