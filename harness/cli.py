@@ -43,6 +43,32 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default: results/runs/<time>-<hash>)")
 
 
+def _size_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("size", help="what a fine-tune needs here: the largest batch a memory budget allows, "
+                       "throughput over placements, the job's projected time and cost")
+    p.add_argument("--memory-limit", required=True, help="memory budget for one run's process tree, e.g. 6GiB")
+    p.add_argument("--budget", default="20m", help="wall time for probes and placements (default 20m)")
+    p.add_argument("--margin", default="10%", help="share of the memory budget to leave free (default 10%%)")
+    p.add_argument("--config", default="recipe", help="the job's recipe: a YAML file or recipe, quick, fast")
+    p.add_argument("--preset", help="a recipe file or shipped name layered over --config")
+    p.add_argument("--fast", action="store_const", const="fast", dest="preset", help="= --preset fast")
+    for flag, kind in (("--model", str), ("--tokenizer", str), ("--dataset", str), ("--precision", str),
+                       ("--seq-len", int), ("--train-size", int), ("--eval-size", int), ("--eval-steps", int),
+                       ("--save-steps", int), ("--backend", str), ("--attn-implementation", str)):
+        p.add_argument(flag, type=kind)
+    p.add_argument("--epochs", type=float, dest="num_train_epochs", help="epochs of the job (default: the recipe's)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
+    p.add_argument("--rows", type=int, help="model a dataset of N rows drawn from --dataset (with replacement)")
+    p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64 (extrapolated)")
+    p.add_argument("--price-per-hour", type=float, help="what an hour of the machine costs, for the job's cost")
+    p.add_argument("--validate", nargs="?", type=float, const=1.0, metavar="FRACTION",
+                   help="then run the job (or FRACTION of its steps) and compare projected with actual")
+    p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a model's own code to run")
+    p.add_argument("--out", help="result folder (default: results/size-<model>); a later run there reuses its cells")
+    p.add_argument("--report-out", help="report folder (default: reports/<result folder name>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xeonft", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -58,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the cells, their keys, what --resume would skip, and an estimated time; run nothing")
     r.add_argument("--trust-remote-code", action="store_true",
                    help="allow the cells' models to run their own code (a matrix or preset never can)")
+    r.add_argument("--memory-limit", help="a memory budget for every cell's process tree, e.g. 6GiB (cells over it "
+                   "end as oom; a matrix's own memory_limit is overridden)")
     r.add_argument("--no-wait", dest="wait", action="store_false",
                    help="refuse, rather than wait, when another benchmark is timing on this machine")
     mg = sub.add_parser("merge", help="merge the result sets of several machines (or runs) of one sweep")
@@ -84,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     env_create = env_sub.add_parser("create", help="build the venv for envs/NAME.txt")
     env_create.add_argument("name")
     env_sub.add_parser("list", help="requirement files and the environments already created")
+    _size_parser(sub)
     cache = sub.add_parser("cache", help="what the cache holds; prune compiled graphs and half-built environments")
     cache.add_argument("action", choices=["show", "prune"])
     return parser
@@ -187,8 +216,16 @@ def _run(args: argparse.Namespace) -> int:
 
         console.print(plan(matrix, Path(args.out or Path("results") / matrix.name), args.resume, args.retry_failed))
         return 0
+    if args.memory_limit:
+        matrix = matrix.with_memory_limit(args.memory_limit)
     run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait)
     return 0
+
+
+def _size(args: argparse.Namespace) -> int:
+    from harness.sizing.command import run_size
+
+    return run_size(args)
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -202,7 +239,8 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
-         "env": _env, "merge": _merge, "peak": _peak, "cache": _cache}
+         "env": _env, "merge": _merge, "peak": _peak, "cache": _cache,
+         "size": _size}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

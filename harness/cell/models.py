@@ -159,6 +159,16 @@ def _source_dir(name: str) -> str | Path:
     raise XeonftError(_describe(name))
 
 
+def resolve_tokenizer(name: str, tokenizer: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer `resolve_model` would load for this model, without loading the model."""
+    if name.startswith(SYNTHETIC_PREFIX):
+        if name[len(SYNTHETIC_PREFIX):] not in SHAPES:
+            raise XeonftError(f"unknown synthetic shape '{name[len(SYNTHETIC_PREFIX):]}': choose one of "
+                              f"{', '.join(SHAPES)}")
+        return _load_tokenizer(tokenizer or _default_dir(), trust_remote_code)
+    return _load_tokenizer(tokenizer or _source_dir(name), trust_remote_code)
+
+
 def resolve_model(
     name: str, dtype: torch.dtype, tokenizer: str | None = None, trust_remote_code: bool = False, seed: int = 0
 ) -> LoadedModel:

@@ -32,6 +32,7 @@ class StepTracker(TrainerCallback):
         self.measured_epoch: list[float] = []  # wall-clock start and end of the measured steps, for the launcher
         self.memory = PhasePeaks()
         self.evals: list[dict[str, float]] = []
+        self.saves: list[dict[str, float]] = []  # checkpoint saves: step and seconds
         self.trl_num_tokens: int | None = None
         self._on_step = on_step
         self._t_begin = 0.0
@@ -108,7 +109,9 @@ class StepTracker(TrainerCallback):
         self._last_event = now
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._last_event = time.perf_counter()
+        now = time.perf_counter()
+        self.saves.append({"step": state.global_step, "seconds": now - self._last_event})
+        self._last_event = now
 
     def summary(self, timing_warmup: int = 0, measured: int | None = None) -> dict[str, Any]:
         """Throughput over the measured steps (see `summarize_steps`)."""

@@ -99,6 +99,7 @@ def train_cell(spec: Any) -> dict[str, Any]:
         "summary": tracker.summary(spec.timing_warmup_steps, spec.measured_steps),
         "steps": tracker.records(),
         "evals": tracker.evals,
+        "saves": tracker.saves,
         "eval_loss": evals[-1]["eval_loss"] if evals else None,
         "setup_seconds": setup_seconds,
         "model": loaded.info,

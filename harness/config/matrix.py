@@ -136,6 +136,15 @@ class Matrix(BaseModel):
     peak: bool = True
     auto: AutoRepeats | None = None  # adaptive repeats: `cells` then holds the first `auto.min` rounds
 
+    def with_memory_limit(self, limit: str | int) -> Matrix:
+        """Every cell capped at `limit` (the command line's --memory-limit, over the matrix's own)."""
+        try:
+            cells = [c.model_copy(update={"launch": LaunchSettings(**{**c.launch.model_dump(), "memory_limit": limit})})
+                     for c in self.cells]
+        except ValidationError as err:
+            raise XeonftError(f"--memory-limit: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return self.model_copy(update={"cells": cells})
+
     def for_node(self, node_rank: int) -> Matrix:
         """The same matrix as run by machine `node_rank` of a multi-node sweep."""
         if not any(c.launch.nnodes > 1 for c in self.cells):

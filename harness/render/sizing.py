@@ -1,0 +1,178 @@
+"""The sizing report (`xeonft size`): the boundary (memory against batch, budgets marked), throughput over
+placements, the projected job per placement, the recommendation and, where run, the validation. HTML (images
+embedded, everything escaped) and Markdown, beside the JSON for scripts."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.render.figures import Figures, _setup
+from harness.render.fmt import GIB, num
+from harness.render.pages import STYLE, html_table, md_table
+
+LEAD = ("Peak memory is the process tree's peak RSS (shared pages counted in each process), sampled at 10 Hz. "
+        "Throughput is tokens trained on per second over measured steps (timing warm-up, evaluation and saves "
+        "apart). Projected times are a 95% prediction interval for one run of the job, from each run's own "
+        "projection (its throughput, evaluation rate, save time and fixed cost); fewer runs, wider intervals. "
+        "Predicted boundaries for budgets not tried come from the fitted line and are predictions, not "
+        "measurements.")
+
+
+def _h(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 3600
+
+
+def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    req, job = f["request"], f["job"]
+    out: dict[str, pd.DataFrame] = {}
+    out["job"] = pd.DataFrame([
+        ("model", req["config"]["model"]), ("dataset", req["config"]["dataset"]),
+        ("precision", req["config"]["precision"]), ("sequence length", job["seq_len"]),
+        ("gradient checkpointing", req["config"]["gradient_checkpointing"]),
+        ("train rows -> packed rows", f"{job['train_rows']} -> {job['packed_rows']}"),
+        ("tokens per epoch", job["train_tokens"]), ("epochs", req["config"]["num_train_epochs"]),
+        ("eval rows (tokens), every N steps", f"{job['eval_rows']} ({job['eval_tokens']}), "
+                                              f"{req['config']['eval_steps']}"),
+        ("memory budget GiB", req["memory_bytes"] / GIB), ("margin left free", f"{req['margin']:.0%}")],
+        columns=["", "value"])
+    out["probes"] = pd.DataFrame([{
+        "batch": p["batch"], "status": p["status"], "peak GiB": (p["peak_bytes"] or 0) / GIB or None,
+        "tokens/step": p["tokens_per_step"], "wall s": p["seconds"], "reason": p["reason"] or ""}
+        for p in f.get("probes") or []])
+    out["predicted"] = pd.DataFrame([{
+        "budget GiB": r["budget_bytes"] / GIB, "tokens/step": r["tokens_per_step"], "batch": r["batch"],
+        "kind": "measured budget (fit)" if r["measured"] else "prediction"}
+        for r in f.get("predicted_boundaries") or []])
+    b = f.get("breakdown") or {}
+    out["breakdown"] = pd.DataFrame([(k.replace("_", " "), v / GIB if "per_token" not in k else v / 2**20)
+                                     for k, v in b.items() if v is not None],
+                                    columns=["part (GiB; per token: MiB)", "value"])
+    out["placements"] = pd.DataFrame([{
+        "placement": r["placement"], "batch/rank": r["batch_per_rank"], "runs": r["runs"],
+        "tok/s": r.get("tokens_per_second"), "95% interval": _pair(r.get("tps_low"), r.get("tps_high")),
+        "peak GiB": (r["peak_rss_bytes"] or 0) / GIB or None,
+        "projected h": _h((r.get("projection") or {}).get("seconds")),
+        "95% prediction h": _pair(_h((r.get("projection") or {}).get("low")),
+                                  _h((r.get("projection") or {}).get("high")), "{:.2f}"),
+        "failed": "; ".join(r["failed"])} for r in f.get("placements") or []])
+    out["extrapolations"] = pd.DataFrame([{
+        "cores": e["cores"], "projected h": e["seconds"] / 3600, "speedup": e["speedup"],
+        "kind": "extrapolation" if e["extrapolation"] else "within measured range", "from": e["from"]}
+        for e in f.get("extrapolations") or []])
+    v = f.get("validation")
+    out["validation"] = pd.DataFrame([
+        ("steps (share of the job)", f"{v['steps']} ({v['fraction']:.0%})"), ("status", v["status"]),
+        ("projected min (95% prediction)", f"{v['projected_seconds'] / 60:.1f} "
+                                           f"({_pair(_m(v['projected_low']), _m(v['projected_high']))})"),
+        ("actual min", _m(v["actual_seconds"])), ("time error", f"{(v['time_error'] or 0):+.1%}"),
+        ("inside the interval", "yes" if v["inside_interval"] else "no"),
+        ("projected peak GiB", (v["projected_peak_bytes"] or 0) / GIB),
+        ("actual peak GiB", (v["actual_peak_bytes"] or 0) / GIB),
+        ("memory error", f"{(v['memory_error'] or 0):+.1%}"),
+        ("CPU steal during measured steps", num((v.get("noise") or {}).get("steal_share"))),
+        ("other processes, cores", num(v.get("foreign_cpu_cores")))], columns=["", "value"]) if v else pd.DataFrame()
+    return out
+
+
+def _m(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 60
+
+
+def _pair(low: float | None, high: float | None, pattern: str = "{:.1f}") -> str:
+    return "-" if low is None or high is None else f"{pattern.format(low)}-{pattern.format(high)}"
+
+
+def figures(f: dict[str, Any], out: Path) -> Figures:
+    plt = _setup()
+    figs: Figures = {}
+    req = f["request"]
+    probes = f.get("probes") or []
+    if probes:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for ok, marker, label in ((True, "o", "trained"), (False, "x", "over the budget (oom)")):
+            pts = [(p["batch"], (p["peak_bytes"] or 0) / GIB) for p in probes
+                   if (p["status"] in ("ok", "disturbed")) == ok]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker=marker, s=60, label=label)
+        fit = f.get("fit")
+        if fit:
+            top = max(p["batch"] for p in probes) * 1.3
+            xs = [top * i / 50 for i in range(51)]
+            ax.plot(xs, [(fit["fixed"] + fit["per_token"] * x * f["row_tokens"]) / GIB for x in xs], "--",
+                    label="fit: fixed + per token")
+        ax.axhline(req["memory_bytes"] / GIB, color="red", label="budget")
+        ax.axhline(req["memory_bytes"] * (1 - req["margin"]) / GIB, color="orange", ls=":", label="budget less margin")
+        ax.set(xlabel="batch (packed rows per step)", ylabel="peak RSS of the tree (GiB)",
+               title="Memory against batch: the boundary")
+        ax.legend(fontsize=8)
+        figs["memory"] = _save(fig, out / "memory.png", plt, "Peak memory (GiB, tree RSS) per probe against batch; "
+                               "the budget and the margin marked; the dashed line is the fitted model")
+    rows = [r for r in f.get("placements") or [] if r.get("tokens_per_second")]
+    if rows:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        names = [r["placement"] for r in rows]
+        tps = [r["tokens_per_second"] for r in rows]
+        err = [[t - (r["tps_low"] or t) for t, r in zip(tps, rows, strict=True)],
+               [(r["tps_high"] or t) - t for t, r in zip(tps, rows, strict=True)]]
+        a1.barh(names, tps, xerr=err, color="#4c72b0")
+        a1.set(xlabel="tokens/s (median of runs, 95% interval)", title="Throughput by placement")
+        hours = [r["projection"]["seconds"] / 3600 for r in rows]
+        herr = [[h - (_h(r["projection"]["low"]) or h) for h, r in zip(hours, rows, strict=True)],
+                [(_h(r["projection"]["high"]) or h) - h for h, r in zip(hours, rows, strict=True)]]
+        a2.barh(names, hours, xerr=herr, color="#dd8452")
+        a2.set(xlabel="hours (95% prediction interval)", title="Projected job time by placement")
+        figs["placements"] = _save(fig, out / "placements.png", plt, "Throughput and the job's projected wall time "
+                                   "per placement (threads per process x ranks)")
+    return figs
+
+
+def _save(fig: Any, path: Path, plt: Any, caption: str) -> tuple[Path, str]:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path, caption
+
+
+SECTIONS = (("job", "The job, as trl packs it"), ("probes", "The boundary: probes"),
+            ("predicted", "Largest batch by budget"), ("breakdown", "Memory by part (analytic beside measured)"),
+            ("placements", "Placements"), ("extrapolations", "More cores than here"),
+            ("validation", "Validation: projected against actual"))
+
+
+def render_sizing(f: dict[str, Any], out: Path) -> Path:
+    from harness.sizing.command import summary_lines
+
+    out.mkdir(parents=True, exist_ok=True)
+    t = tables(f)
+    figs = figures(f, out)
+    lines = summary_lines(f)
+    fp = f.get("fingerprint") or {}
+    machine = (f"{fp.get('cpu')}, {fp.get('cores')} cores, {fp.get('numa_nodes')} NUMA node(s), AMX: "
+               f"{'yes' if fp.get('amx') else 'no'}")
+    md = [f"# xeonft sizing: {f['request']['config']['model']}", "", f"Machine: {machine}.", "", LEAD, ""]
+    md += [f"**{line}**" if i == 0 else line for i, line in enumerate(lines)] + [""]
+    body = [f"<h1>xeonft sizing: {html.escape(f['request']['config']['model'])}</h1>",
+            f"<p class='lead'>Machine: {html.escape(machine)}.</p><p class='lead'>{html.escape(LEAD)}</p>",
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"]
+    for key, title in SECTIONS:
+        if t[key].empty:
+            continue
+        md += [f"## {title}", "", md_table(t[key])]
+        body.append(f"<h2>{html.escape(title)}</h2>{html_table(t[key])}")
+    for path, caption in figs.values():
+        md += [f"![{caption}]({path.name})", "", f"_{caption}_", ""]
+        body.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+                    f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}"
+                    "</figcaption></figure>")
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    (out / "index.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>xeonft sizing</title>"
+                                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>",
+                                    encoding="utf-8")
+    (out / "sizing.json").write_text(json.dumps(f, indent=1, default=str), encoding="utf-8")
+    return out

@@ -1,0 +1,94 @@
+"""The cells sizing runs (probes, placements, the validation job), and running one of them into the result set
+exactly as a sweep would: its own capped process, its record stored before the next one starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.config.run import FinetuneConfig
+from harness.config.spec import CellSpec, LaunchSettings
+from harness.errors import Failure
+from harness.launch.console import console, one_line
+from harness.launch.supervisor import supervise
+from harness.launch.sweep import cell_key
+from harness.results.records import CellRecord
+from harness.results.store import ResultStore
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Threads per process x processes (data-parallel ranks), optionally one rank per NUMA node."""
+
+    threads: int
+    ranks: int = 1
+    numa: bool = False
+
+    @property
+    def cores(self) -> int:
+        return self.threads * self.ranks
+
+    def label(self) -> str:
+        where = " (one per NUMA node)" if self.numa else ""
+        return f"{self.ranks} x {self.threads} thread{'s' if self.threads > 1 else ''}{where}"
+
+
+def placements(cores: int, numa_nodes: int = 1) -> list[Placement]:
+    """Every way to use this machine's cores worth measuring: all cores in one process, the cores split evenly
+    among 2-8 ranks, one rank per NUMA node, and single-thread and half-machine processes for the scaling curve."""
+    out = [Placement(cores)]
+    out += [Placement(cores // r, r) for r in range(2, min(cores, 8) + 1) if cores % r == 0 and cores // r >= 1]
+    if numa_nodes > 1 and cores % numa_nodes == 0:
+        out.append(Placement(cores // numa_nodes, numa_nodes, numa=True))
+    out += [Placement(t) for t in sorted({1, cores // 2}) if 0 < t < cores]
+    return list(dict.fromkeys(out))
+
+
+def cell(cfg: FinetuneConfig, batch: int, place: Placement, memory: int, warmup: int, measured: int,
+         eval_rows: int | None, repeat: int = 0, timeout_s: float = 1800, save: bool = True,
+         max_steps: int | None = None) -> CellSpec:
+    """A cell of the job's config at `batch` per rank and `place`, capped at `memory`. A probe or placement run
+    evaluates once and saves one checkpoint after its steps, so its record holds both costs; the validation job
+    keeps the job's own schedule (`max_steps`, `eval_steps`)."""
+    total = max_steps or warmup + measured
+    update: dict[str, Any] = {"batch_size": batch, "max_steps": total, "logging_steps": 1, "prompts": (),
+                              "threads": place.threads, "save_checkpoints": save}
+    if max_steps is None:  # one evaluation and one save, after the steps
+        update.update(eval_steps=total, save_steps=total)
+    if eval_rows is not None:
+        update["eval_size"] = eval_rows
+    launch = LaunchSettings(ranks=place.ranks, pinning="numa" if place.numa else "none", memory_limit=memory)
+    return CellSpec(config=cfg.model_copy(update=update), launch=launch, timing_warmup_steps=warmup,
+                    measured_steps=total - warmup, repeat=repeat, timeout_s=timeout_s)
+
+
+class Runner:
+    """Runs cells into one result set (a cell already recorded ok or oom there is reused, as `--resume` does)."""
+
+    def __init__(self, store: ResultStore, env_key: str) -> None:
+        self.store, self.env_key = store, env_key
+        self.keys: list[str] = []
+
+    def run(self, spec: CellSpec, label: str, role: str) -> CellRecord:
+        key = cell_key(spec, self.env_key)
+        self.keys.append(key)
+        earlier = self.store.get(key)
+        if earlier is not None and earlier.status in ("ok", "oom"):
+            console.print(f"  {label}: recorded before ({earlier.status}), reused")
+            return earlier
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task(f"  {label}", total=spec.timing_warmup_steps + spec.measured_steps)
+            record = supervise(spec, key, self.store,
+                               on_step=lambda step, total: progress.update(task, completed=step, total=total))
+        record.axes = {"role": role, "batch_size": spec.config.batch_size, "threads": spec.config.threads,
+                       "ranks": spec.launch.ranks}
+        try:
+            self.store.put(key, record)
+        except OSError as err:
+            raise Failure(f"could not record {label} in {self.store.root}: {err.strerror or err}; the cells "
+                          "recorded before it are intact") from None
+        console.print(one_line(label, record))
+        return record

@@ -1,0 +1,81 @@
+"""`xeonft size --validate`: run the recommended job (or a stated fraction of its steps) for real, capped at the
+same budget, and set projected against actual wall time and peak memory, with the noise the run recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.config.run import FinetuneConfig
+from harness.errors import XeonftError
+from harness.launch.console import console
+from harness.launch.lifeline import termination_as_interrupt
+from harness.launch.locks import MachineLock, ResultSetLock
+from harness.measure.fingerprint import environment_key, fingerprint
+from harness.results.store import ResultStore, write_json
+from harness.sizing import cells as C
+from harness.sizing.project import JobShape, RunRates, project, schedule
+from harness.sizing.size import load_findings
+
+
+def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
+    findings = load_findings(out)
+    rec = findings.get("recommendation")
+    if not rec:
+        raise XeonftError(f"the sizing in '{out}' made no recommendation; nothing to validate")
+    if not 0 < fraction <= 1:
+        raise XeonftError(f"--validate takes a fraction of the job in (0, 1], not {fraction}")
+    req = findings["request"]
+    cfg = FinetuneConfig.model_validate(req["config"])
+    job = JobShape(**findings["job"])
+    row = next(r for r in findings["placements"] if r["placement"] == rec["placement"])
+    place = C.Placement(row["threads"], row["ranks"], numa="NUMA" in row["placement"])
+    batch = row["batch_per_rank"]
+    full = schedule(job, batch, place.ranks, cfg.gradient_accumulation_steps, cfg.num_train_epochs,
+                    cfg.eval_steps, cfg.save_steps if cfg.save_checkpoints else None, cfg.max_steps)
+    steps = max(2, round(full.steps * fraction))
+    plan = schedule(job, batch, place.ranks, cfg.gradient_accumulation_steps, cfg.num_train_epochs,
+                    cfg.eval_steps, cfg.save_steps if cfg.save_checkpoints else None, steps)
+    epoch = row["epoch_steps"]
+    proj = project([RunRates(**r) for r in row["rates"]], job, plan, epoch)
+    timeout = 3 * (proj.high or proj.seconds) + 600
+    spec = C.cell(cfg, batch, place, req["memory_bytes"], 1, steps - 1, None, timeout_s=timeout,
+                  save=cfg.save_checkpoints, max_steps=steps)
+    console.print(f"[bold]validate[/]: {steps} of {full.steps} steps ({steps / full.steps:.0%} of the job) at "
+                  f"{place.label()}, batch {batch}; projected {proj.seconds / 60:.1f} min")
+    with termination_as_interrupt(), ResultSetLock(out), MachineLock(wait=True):
+        fp = fingerprint()
+        store = ResultStore(out)
+        runner = C.Runner(store, environment_key(fp))
+        record = runner.run(spec, f"validation {steps} steps", "validation")
+        store.add_cells(runner.keys)
+    peak = record.memory.peak_rss_bytes if record.memory else None
+    projected_peak = rec.get("projected_peak_bytes")
+    noise = ((record.result.model_extra or {}).get("noise") if record.result else None) or {}
+    result = {
+        "fraction": steps / full.steps, "steps": steps, "status": record.status, "reason": record.reason,
+        "projected_seconds": proj.seconds, "projected_low": proj.low, "projected_high": proj.high,
+        "projected_parts": proj.parts, "actual_seconds": record.wall_seconds,
+        "time_error": (record.wall_seconds / proj.seconds - 1) if record.wall_seconds else None,
+        "inside_interval": (proj.low is not None and proj.high is not None and record.wall_seconds is not None
+                            and proj.low <= record.wall_seconds <= proj.high),
+        "actual_parts": _actual_parts(record),
+        "projected_peak_bytes": projected_peak, "actual_peak_bytes": peak,
+        "memory_error": (peak / projected_peak - 1) if peak and projected_peak else None,
+        "noise": noise, "foreign_cpu_cores": (record.memory.foreign_cpu_cores_mean if record.memory else None),
+        "key": record.key,
+    }
+    findings["validation"] = result
+    write_json(out / "sizing.json", findings)
+    return findings
+
+
+def _actual_parts(record: Any) -> dict[str, float] | None:
+    """Where the validation run's time went: steps, evaluations, saves, the rest."""
+    res = record.result
+    if res is None or not record.wall_seconds:
+        return None
+    steps = sum(s.seconds for s in res.steps)
+    evals = sum(e.get("seconds") or 0 for e in res.evals)
+    saves = sum(s.get("seconds") or 0 for s in (res.model_extra or {}).get("saves") or [])
+    return {"train": steps, "eval": evals, "save": saves, "fixed": record.wall_seconds - steps - evals - saves}
