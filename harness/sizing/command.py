@@ -30,6 +30,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _placements(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", item)
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise XeonftError(f"--placements: expected THREADSxRANKS items like 2x1,1x2, not {item!r}")
+        out.append((int(match.group(1)), int(match.group(2))))
+    return tuple(out)
+
+
 def request(args: argparse.Namespace) -> tuple[Any, Path]:
     from harness.sizing.job import draw_rows
     from harness.sizing.size import SizeRequest
@@ -54,11 +64,12 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
         cores = tuple(int(c) for c in args.cores.split(",")) if args.cores else ()
     except ValueError:
         raise XeonftError(f"--cores: expected core counts like 32,64, not {args.cores!r}") from None
+    chosen = _placements(args.placements) if args.placements else ()
     if args.batch_size is not None and args.batch_size < 1:
         raise XeonftError("--batch-size must be at least 1")
     req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_fraction(args.margin),
                       batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
-                      name=out.name, extra=extra)
+                      name=out.name, extra=extra, placements=chosen)
     return req, out
 
 

@@ -50,6 +50,7 @@ class SizeRequest:
     cores: tuple[int, ...] = ()  # core counts to extrapolate the job's time to
     price_per_hour: float | None = None
     max_batch: int = 256
+    placements: tuple[tuple[int, int], ...] = ()  # (threads, ranks) to measure; () = every one worth measuring
     name: str = "size"
     extra: dict[str, Any] = field(default_factory=dict)  # what the command line said (rows drawn, ...)
 
@@ -128,7 +129,11 @@ class Sizing:
         req = self.req
         w, m = req.run_steps
         plans: list[tuple[C.Placement, int]] = []
-        for place in C.placements(self.here, self.nodes):
+        chosen = [C.Placement(t, r) for t, r in req.placements] or C.placements(self.here, self.nodes)
+        for place in chosen:
+            if place.cores > self.here:
+                console.print(f"  {place.label()}: needs {place.cores} cores, this machine has {self.here}; skipped")
+                continue
             per_rank = batch
             if place.ranks > 1 and fit is not None:  # every rank holds the model: the budget is shared
                 per_rank = min(batch, int(fit.max_tokens(req.memory / place.ranks, req.margin) // row_tokens))
