@@ -15,7 +15,10 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def describe(values: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in values.items()) or "(single cell)"
+    def shown(key: str, value: Any) -> Any:
+        return f"{value / 2**30:.3g}GiB" if key == "memory_limit" and isinstance(value, int) else value
+
+    return " ".join(f"{k}={shown(k, v)}" for k, v in values.items()) or "(single cell)"
 
 
 def one_line(label: str, record: CellRecord) -> str:

@@ -21,8 +21,10 @@ class Probe:
     tokens_per_step: float | None  # mean non-padding tokens per optimizer step
     status: str
     reason: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the probe's wall time
     key: str | None = None
+    tokens_per_second: float | None = None
+    fixed_seconds: float | None = None  # its wall time less its steps at its measured rate
 
 
 def bounds(tried: dict[int, Probe]) -> tuple[int, int | None]:

@@ -65,8 +65,12 @@ def _probe(record: CellRecord, batch: int) -> Probe:
     peak = _peak(record)
     if record.budget and record.budget.get("exceeded"):
         peak = record.budget.get("cgroup_peak_bytes") or record.budget.get("exceeded_rss_bytes") or peak
+    tps = s.tokens_per_second if s else None
+    all_tokens = sum(st.tokens for st in record.result.steps) if record.result else 0
+    fixed = (record.wall_seconds or 0.0) - all_tokens / tps if tps else None
     return Probe(batch=batch, ok=record.status in ("ok", "disturbed"), peak_bytes=peak, tokens_per_step=tokens,
-                 status=record.status, reason=record.reason, seconds=record.wall_seconds or 0.0, key=record.key)
+                 status=record.status, reason=record.reason, seconds=record.wall_seconds or 0.0, key=record.key,
+                 tokens_per_second=tps, fixed_seconds=fixed)
 
 
 class Sizing:
@@ -101,12 +105,14 @@ class Sizing:
         tried: dict[int, Probe] = {}
 
         def affordable(batch: int) -> bool:
-            done = [p for p in tried.values() if p.ok and p.tokens_per_step]
+            done = [p for p in tried.values() if p.ok and p.tokens_per_second and p.fixed_seconds is not None]
             if not done:
                 return True
-            # seconds per token, and the fixed part, from the probes so far (scaled to this batch's tokens)
-            per_token = max(p.seconds / ((w + m) * p.tokens_per_step) for p in done)  # type: ignore[operator]
-            estimate = per_token * (w + m) * batch * row_tokens
+            # the fixed part (start, load, compile, evaluation, save) as the probes so far had it, the steps at
+            # the slowest rate they measured; a probe over the budget stops early, so this is an upper bound
+            fixed = max(p.fixed_seconds or 0.0 for p in done)
+            rate = min(p.tokens_per_second or math.inf for p in done)
+            estimate = fixed + (w + m) * batch * row_tokens / rate
             fits = self.elapsed() + estimate <= req.budget_s * PROBE_SHARE
             if not fits:
                 console.print(f"[yellow]size:[/] no time left for a probe at batch {batch} (about {estimate:.0f} s); "
@@ -166,11 +172,11 @@ def _scaling(rows: list[dict[str, Any]]) -> Any:
 
 def size(req: SizeRequest, out: Path) -> dict[str, Any]:
     """Run the sizing and return its findings (also written to `out/sizing.json`)."""
+    s = Sizing(req, out)
+    job, probe_job = s.shapes()  # a bad model or dataset is named here, before anything is created
     check_free_space(out)
     with termination_as_interrupt(), ResultSetLock(out), MachineLock(wait=True):
-        s = Sizing(req, out)
         s.store.open({"name": req.name, "sizing": True}, s.fp, s.runner.env_key, [], resume=True)
-        job, probe_job = s.shapes()
         row_tokens = probe_job.train_tokens / max(1, probe_job.packed_rows)
         tried: dict[int, Probe] = {}
         if req.batch is None:

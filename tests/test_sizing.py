@@ -1,0 +1,247 @@
+"""Sizing (issue 13): memory budgets, the OOM boundary, the fits, trl's packed tokens, the projection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import cli
+from harness.config.spec import CellSpec, LaunchSettings
+from harness.config.units import parse_bytes
+from harness.sizing.fit import fit_memory, fit_scaling
+from harness.sizing.project import JobShape, RunRates, prediction_interval, project, run_seconds, schedule
+from harness.sizing.search import Probe, bounds, next_batch, safe_batch, search
+
+GIB = 2**30
+
+
+def _threshold_probe(limit: int, calls: list[int]):
+    def probe(batch: int) -> Probe:
+        calls.append(batch)
+        return Probe(batch=batch, ok=batch <= limit, peak_bytes=batch * 100, tokens_per_step=batch * 10.0,
+                     status="ok" if batch <= limit else "oom")
+    return probe
+
+
+@settings(max_examples=100, deadline=None)
+@given(limit=st.integers(0, 300), max_batch=st.integers(1, 256))
+def test_the_search_finds_the_boundary_in_logarithmic_probes(limit, max_batch):
+    calls: list[int] = []
+    tried = search(_threshold_probe(limit, calls), max_batch, lambda b: True)
+    ok, failed = bounds(tried)
+    assert ok == min(limit, max_batch)
+    if limit < max_batch:
+        assert failed == limit + 1  # the next batch ended over the budget
+    assert len(calls) == len(set(calls))  # no batch probed twice
+    assert len(calls) <= 2 * math.ceil(math.log2(max_batch + 1)) + 2
+
+
+def test_the_search_stops_when_time_runs_out_and_safe_batch_keeps_the_margin():
+    calls: list[int] = []
+    tried = search(_threshold_probe(50, calls), 256, lambda b: b <= 8)
+    assert calls == [1, 2, 4, 8] and next_batch(tried, 256) == 16
+    # peaks are batch x 100 bytes: with 1000 bytes and a 25% margin, 7.5 batches' worth may be used
+    probes = {b: Probe(b, b <= 9, b * 100, None, "ok") for b in range(1, 12)}
+    assert safe_batch(probes, 1000, 0.25) == 7
+    assert safe_batch({1: Probe(1, False, 2000, None, "oom")}, 1000, 0.1) == 0
+
+
+def test_the_memory_fit_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    tokens = [512, 1024, 2048, 3072, 4096]
+    peaks = [1.5 * GIB + 600_000 * t + rng.normal(0, 5e6) for t in tokens]
+    fit = fit_memory(tokens, peaks)
+    assert fit is not None and fit.n == 5
+    assert fit.per_token == pytest.approx(600_000, rel=0.02)
+    assert fit.fixed == pytest.approx(1.5 * GIB, rel=0.02)
+    assert fit.r2 is not None and fit.r2 > 0.99
+    budget = 8 * GIB
+    assert fit.predict(fit.max_tokens(budget, 0.1)) == pytest.approx(0.9 * budget)
+    assert fit_memory([512, 512], [1.0, 2.0]) is None  # one token count fits no slope
+
+
+def test_amdahl_fit_recovers_the_serial_share():
+    t1, serial = 100.0, 0.2
+    cores = [1, 2, 4, 8]
+    fit = fit_scaling(cores, [t1 / (serial + (1 - serial) / c) for c in cores])
+    assert fit is not None
+    assert fit.serial == pytest.approx(serial, abs=1e-6) and fit.t1 == pytest.approx(t1)
+    assert fit.predict(32) == pytest.approx(t1 / (serial + (1 - serial) / 32))
+    assert fit_scaling([2, 2], [1.0, 1.1]) is None
+
+
+def test_the_schedule_follows_the_trainers_rules():
+    job = JobShape(train_rows=1000, eval_rows=50, packed_rows=103, train_tokens=50_000, eval_tokens=5_000,
+                   seq_len=512, longest_row=512)
+    # 103 packed rows, 4 per step: 26 steps; evaluation at 5, 10, ..., 25 and at the last step; a save at 20, 26
+    assert schedule(job, 4, eval_steps=5, save_steps=20) == type(schedule(job, 1))(steps=26, evals=6, saves=2)
+    # two ranks share the rows (52 each): 13 steps; gradient accumulation of 2: 7 optimizer steps
+    assert schedule(job, 4, ranks=2).steps == 13
+    assert schedule(job, 4, ranks=2, grad_accum=2).steps == 7
+    assert schedule(job, 4, epochs=2).steps == 52
+    assert schedule(job, 4, max_steps=10, eval_steps=5).evals == 2
+
+
+def test_the_projection_adds_its_parts_per_run_and_predicts_one_more_run():
+    job = JobShape(train_rows=100, eval_rows=10, packed_rows=40, train_tokens=20_000, eval_tokens=2_000,
+                   seq_len=512, longest_row=512)
+    plan = schedule(job, 4, eval_steps=5, save_steps=100)  # 10 steps, 2 evaluations, 1 save
+    rates = RunRates(tokens_per_second=100.0, eval_tokens_per_second=400.0, save_seconds=3.0, fixed_seconds=20.0)
+    parts = run_seconds(rates, job, plan, per_epoch_steps=10)
+    assert parts == {"train": 200.0, "eval": 10.0, "save": 3.0, "fixed": 20.0, "total": 233.0}
+    half = run_seconds(rates, job, schedule(job, 4, eval_steps=5, save_steps=100, max_steps=5), 10)
+    assert half["train"] == 100.0 and half["eval"] == 5.0
+    runs = [rates, RunRates(80.0, 400.0, 3.0, 20.0), RunRates(120.0, 400.0, 3.0, 20.0)]
+    proj = project(runs, job, plan, 10)
+    totals = [233.0, 250 + 33.0, 20_000 / 120 + 33.0]
+    logs = np.log(totals)
+    assert proj.seconds == pytest.approx(math.exp(logs.mean()))
+    from scipy import stats
+
+    margin = stats.t.ppf(0.975, 2) * logs.std(ddof=1) * math.sqrt(1 + 1 / 3)
+    assert (proj.low, proj.high) == pytest.approx((math.exp(logs.mean() - margin), math.exp(logs.mean() + margin)))
+    assert prediction_interval([100.0]) == (pytest.approx(100.0), None, None)  # one run: cannot tell
+
+
+def test_memory_sizes_parse_and_a_budget_joins_a_cells_identity_only_when_set():
+    assert parse_bytes("6GiB") == 6 * GIB and parse_bytes("6G") == 6 * GIB and parse_bytes("6GB") == 6 * 10**9
+    assert parse_bytes("512 MiB") == 512 * 2**20 and parse_bytes(2**30) == 2**30
+    for bad in ("lots", "6 parsecs", "1KiB", True):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)
+    from harness.config.run import load_config
+
+    cfg = load_config("quick")
+    plain = CellSpec(config=cfg, launch=LaunchSettings(), warmup_steps=1, measured_steps=2)
+    capped = plain.model_copy(update={"launch": LaunchSettings(memory_limit="6GiB")})
+    assert capped.launch.memory_limit == 6 * GIB
+    assert "memory_limit" not in json.dumps(plain._dump({}))  # earlier result sets keep their keys
+    assert plain.key("e") != capped.key("e") and plain.match_key() != capped.match_key()
+
+
+def test_run_memory_limit_caps_every_cell_and_a_bad_one_is_one_message(rows_file, tokenizer_dir, tmp_path, capsys):
+    from conftest import tiny_matrix
+
+    m = tiny_matrix(rows_file, tokenizer_dir).with_memory_limit("3GiB")
+    assert {c.launch.memory_limit for c in m.cells} == {3 * GIB}
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps(tiny_matrix(rows_file, tokenizer_dir).document))
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "o"), "--memory-limit", "plenty"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a memory size" in err and "Traceback" not in err
+
+
+def _cell_processes() -> list[psutil.Process]:
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if "harness.cell.worker" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("enforcer", ["auto", "sampler"])
+def test_a_cell_over_its_budget_ends_oom_and_leaves_nothing_behind(rows_file, tokenizer_dir, tmp_path, monkeypatch,
+                                                                   enforcer):
+    from conftest import tiny_matrix
+
+    from harness.launch.budget import MemoryCap
+    from harness.launch.sweep import run_sweep
+
+    if enforcer == "sampler":
+        monkeypatch.setenv("XEONFT_MEMORY_CAP", "sampler")
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"memory_limit": ["300MiB", "6GiB"]}, exclude=[])
+    store = run_sweep(m, out=tmp_path / "set")
+    by_limit = {r.budget["limit_bytes"]: r for r in store.records()}
+    small, large = by_limit[300 * 2**20], by_limit[6 * GIB]
+    method = MemoryCap.open(GIB).method if enforcer == "auto" else "sampler"
+    assert small.status == "oom" and "over its memory budget of 0.29 GiB" in (small.reason or "")
+    assert small.budget["exceeded"] and small.budget["method"] == method
+    assert small.budget["step_reached"] == 0  # a Python with torch and a model does not fit 300 MiB
+    assert large.status == "ok" and not large.budget["exceeded"] and large.budget["step_reached"] == 4
+    assert large.memory and large.memory.peak_rss_bytes < 6 * GIB
+    assert not _cell_processes()  # no process of either cell is left
+    if method.startswith("cgroup"):  # and no cgroup: each was removed with its cell
+        assert not any("xeonft-cell-" in str(p) for p in MemoryCap.open(GIB).folder.parent.iterdir())  # type: ignore
+
+
+def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_path):
+    """The job's shape counts trl's packed rows; a real epoch of training steps through exactly those tokens."""
+    from harness.config.run import load_config
+    from harness.launch.supervisor import supervise
+    from harness.results.store import ResultStore
+    from harness.sizing import cells as C
+    from harness.sizing.job import job_shape
+
+    cfg = load_config("quick", model="synthetic:tiny", tokenizer=str(tokenizer_dir), dataset=str(rows_file),
+                      seq_len=48, eval_size=4, threads=1, warmup_steps=0)
+    job = job_shape(cfg)
+    assert job.train_rows == 20 and job.eval_rows == 4
+    assert job.longest_row <= 48 and job.packed_rows < job.train_rows  # short rows share packed sequences
+    plan = schedule(job, 2, eval_steps=None)
+    spec = C.cell(cfg, 2, C.Placement(1), 4 * GIB, 1, plan.steps - 1, None, save=False, max_steps=plan.steps)
+    store = ResultStore(tmp_path / "set")
+    record = supervise(spec, "epoch", store)
+    assert record.status == "ok", record.reason
+    assert record.result is not None and len(record.result.steps) == plan.steps
+    assert sum(s.tokens for s in record.result.steps) == job.train_tokens
+    assert sum(s.rows for s in record.result.steps) == job.packed_rows
+
+
+def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir, tmp_path, capsys):
+    """On the tiny model with a budget between batch 1's and batch 16's peaks: the largest batch that trains, the
+    next one `oom` by the budget, a recommendation, a report, and a validation run beside its projection."""
+    from harness.results.store import ResultStore
+
+    common = ["--model", "synthetic:tiny", "--tokenizer", str(tokenizer_dir), "--dataset", str(rows_file),
+              "--seq-len", "48", "--eval-size", "4", "--eval-steps", "3", "--placements", "1x1",
+              "--budget", "6m", "--rows", "400"]
+    # calibrate: batch 1 and batch 16 under a roomy budget give the two peaks the real budget lies between
+    calib = tmp_path / "calib"
+    assert cli.main(["size", *common, "--memory-limit", "4GiB", "--out", str(calib), "--batch-size", "16",
+                     "--report-out", str(tmp_path / "r0")]) == 0
+    high = json.loads((calib / "sizing.json").read_text())["placements"][0]["peak_rss_bytes"]
+    assert cli.main(["size", *common, "--memory-limit", "4GiB", "--out", str(calib), "--batch-size", "1",
+                     "--report-out", str(tmp_path / "r0")]) == 0
+    low = json.loads((calib / "sizing.json").read_text())["placements"][0]["peak_rss_bytes"]
+    assert high > low
+    budget = (low + high) // 2
+    out, report = tmp_path / "size", tmp_path / "report"
+    assert cli.main(["size", *common, "--memory-limit", str(budget), "--margin", "0%", "--out", str(out),
+                     "--report-out", str(report), "--cores", "8", "--price-per-hour", "3", "--validate", "0.5"]) == 0
+    f = json.loads((out / "sizing.json").read_text())
+    b = f["boundary"]
+    assert b["found"] and 1 <= b["largest_ok"] < 16 and b["smallest_failed"] == b["largest_ok"] + 1
+    records = {r.key: r for r in ResultStore(out).records()}
+    probes = {p["batch"]: p for p in f["probes"]}
+    assert records[probes[b["smallest_failed"]]["key"]].status == "oom"
+    assert records[probes[b["largest_ok"]]["key"]].status == "ok"
+    assert all(p["peak_bytes"] <= budget for p in f["probes"] if p["status"] == "ok")
+    rec = f["recommendation"]
+    assert rec["batch_per_rank"] == b["largest_ok"] and rec["placement"] == "1 x 1 thread"
+    assert rec["cost"] == pytest.approx(rec["hours"] * 3)
+    assert f["extrapolations"] == [] or f["extrapolations"][0]["extrapolation"]
+    v = f["validation"]
+    assert v["status"] == "ok" and v["actual_seconds"] > 0 and v["actual_peak_bytes"] <= budget
+    assert 0.4 <= v["fraction"] <= 0.6
+    assert (report / "index.html").is_file() and (report / "memory.png").is_file()
+    text = (report / "report.md").read_text()
+    assert "Validation: projected against actual" in text and "recommendation: batch" in text
+    assert not _cell_processes()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--memory-limit", "lots"], "not a memory size"),
+    (["--memory-limit", "4GiB", "--placements", "two"], "THREADSxRANKS"),
+    (["--memory-limit", "4GiB", "--budget", "soon"], "not a duration"),
+    (["--memory-limit", "4GiB", "--margin", "150%"], "--margin"),
+    (["--memory-limit", "4GiB", "--model", "nowhere/at/all/x"], "model directory not found"),
+])
+def test_bad_size_requests_are_one_message(flags, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["size", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()  # nothing was created for a request that could not run
