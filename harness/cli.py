@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the cells, their keys, what --resume would skip, and an estimated time; run nothing")
     r.add_argument("--trust-remote-code", action="store_true",
                    help="allow the cells' models to run their own code (a matrix or preset never can)")
+    r.add_argument("--create-envs", action="store_true",
+                   help="build the library stacks the matrix names (axis `stack`) before any cell runs")
     r.add_argument("--memory-limit", help="a memory budget for every cell's process tree, e.g. 6GiB (cells over it "
                    "end as oom; a matrix's own memory_limit is overridden)")
     r.add_argument("--no-wait", dest="wait", action="store_false",
@@ -114,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     env_create.add_argument("name")
     env_sub.add_parser("list", help="requirement files and the environments already created")
     _size_parser(sub)
+    hist = sub.add_parser("history", help="a cell's throughput across library versions, dates or commits, with "
+                          "change points (the catalog of result sets)")
+    hist.add_argument("--add", nargs="+", default=[], metavar="RESULTS", help="add result sets to the catalog first")
+    hist.add_argument("--check", metavar="RESULTS", help="compare a result set with the catalog's last good result of "
+                      "the same machine; exit 1 when a cell is slower")
+    hist.add_argument("--cell", help="only cells matching key=value[,key=value] (e.g. precision=bf16,batch_size=4)")
+    hist.add_argument("--by", default="transformers", help="transformers | torch | peft | trl | ... | date | commit")
+    hist.add_argument("--catalog", default="results/catalog.sqlite", help="the catalog file")
+    hist.add_argument("--out", default="reports/history", help="the trend page's folder (default reports/history)")
+    hist.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
+    hist.add_argument("--alpha", type=float, default=0.01)
+    bis = sub.add_parser("bisect", help="find the release of a library that changed a cell's throughput (or loss)")
+    bis.add_argument("--lib", action="append", required=True,
+                     help="the library to bisect; a second --lib moves with the first (same major.minor)")
+    bis.add_argument("--good", required=True)
+    bis.add_argument("--bad", required=True)
+    bis.add_argument("--matrix", default="bench/matrices/bisect.yaml", help="the matrix holding the cell")
+    bis.add_argument("--cell", help="which configuration of the matrix (key=value,...), when it has several")
+    bis.add_argument("--metric", choices=["throughput", "loss"], default="throughput")
+    bis.add_argument("--runs", type=int, default=3, help="runs per version (more where a verdict needs them)")
+    bis.add_argument("--max-runs", type=int, default=6)
+    bis.add_argument("--threshold", default="5%")
+    bis.add_argument("--alpha", type=float, default=0.01)
+    bis.add_argument("--out", help="result set (default results/bisect-LIB-GOOD-BAD)")
     cache = sub.add_parser("cache", help="what the cache holds; prune compiled graphs and half-built environments")
     cache.add_argument("action", choices=["show", "prune"])
     return parser
@@ -219,7 +245,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.memory_limit:
         matrix = matrix.with_memory_limit(args.memory_limit)
-    run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait)
+    store = run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait,
+                      create_envs=args.create_envs)
+    from harness.history import catalog
+
+    catalog.add(store.root, catalog.default_path(store.root.parent))  # the history keeps every sweep
     return 0
 
 
@@ -227,6 +257,54 @@ def _size(args: argparse.Namespace) -> int:
     from harness.sizing.command import run_size
 
     return run_size(args)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.analysis.compare import parse_threshold
+    from harness.analysis.summary import parse_selector
+    from harness.history import catalog
+    from harness.history.trend import describe_step, series
+    from harness.render.history import render_history
+
+    db = Path(args.catalog)
+    for folder in args.add:
+        print(f"{folder}: {catalog.add(Path(folder), db)} runs in the catalog")
+    threshold = parse_threshold(args.threshold)
+    if args.check:
+        from harness.history.check import check
+
+        verdicts = check(Path(args.check), db, threshold=threshold, alpha=args.alpha)
+        for v in verdicts:
+            print(f"{v['cell']}: {v['verdict']} ({v['reason']})")
+        return 1 if any(v["verdict"] == "slower" for v in verdicts) else 0
+    found = series(catalog.runs(db), args.by, parse_selector(args.cell) if args.cell else None,
+                   threshold=threshold, alpha=args.alpha)
+    for s in found:
+        print(f"{s.label} on {s.cpu}: {len(s.points)} points by {args.by}")
+        for step in s.steps:
+            print(f"  change: {describe_step(args.by, step)}")
+        if not s.steps:
+            print("  no change point")
+    out = render_history(found, Path(args.out), args.by)
+    print(f"history: {out / 'index.html'}\n         {out / 'report.md'}")
+    return 0
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.analysis.compare import parse_threshold
+    from harness.history.run import report_lines, run_bisect
+
+    out = Path(args.out or Path("results") / f"bisect-{args.lib[0]}-{args.good}-{args.bad}")
+    result, timings = run_bisect(args.lib, args.good, args.bad, args.matrix, args.cell, out, runs=args.runs,
+                                 max_runs=args.max_runs, threshold=parse_threshold(args.threshold),
+                                 alpha=args.alpha, metric=args.metric)
+    for line in report_lines(result, args.lib, timings, args.metric):
+        print(line)
+    return 0
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -241,7 +319,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 VERBS = {"fetch": _fetch, "finetune": _finetune, "run": _run, "report": _report, "compare": _compare,
          "env": _env, "merge": _merge, "peak": _peak, "cache": _cache,
-         "size": _size}
+         "size": _size, "history": _history, "bisect": _bisect}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

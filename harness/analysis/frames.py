@@ -41,6 +41,8 @@ def _flat_spec(record: CellRecord) -> dict[str, Any]:
     flat.update(spec.get("config") or {})
     flat.update(spec.get("launch") or {})
     flat.setdefault("preset", "none")
+    if isinstance(flat.get("stack"), dict):  # a library stack is known by its name (its pins are in its identity)
+        flat["stack"] = flat["stack"].get("name")
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in flat.items() if k not in NOT_LABELS}
 
 

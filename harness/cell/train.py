@@ -50,7 +50,7 @@ def train_cell(spec: Any) -> dict[str, Any]:
     from harness.cell.tracker import StepTracker
     from harness.config.run import COMPILED
     from harness.launch.topology import current_binding
-    from harness.measure.fingerprint import versions
+    from harness.measure.fingerprint import packages, versions, xeonft_commit
 
     cfg = spec.config
     rank, local_rank, world_size = world()
@@ -108,6 +108,8 @@ def train_cell(spec: Any) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "binding": current_binding(),
         "versions": versions(),
+        "packages": packages(),
+        "xeonft_commit": xeonft_commit(),
         "compile": compile_report() if cfg.backend in COMPILED else None,
         "rank": rank,
         "local_rank": local_rank,

@@ -11,9 +11,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.config.run import FinetuneConfig
+from harness.config.stack import Stack
 from harness.config.units import parse_bytes
 
 Pinning = Literal["none", "cores", "numa"]
@@ -46,15 +47,30 @@ class LaunchSettings(BaseModel):
     # a memory budget for the cell's whole process tree, in bytes ("6GiB" in a matrix): cgroup where xeonft may
     # make one, else the sampler; a cell over it ends `oom`, the host never swaps
     memory_limit: int | None = None
+    # a library stack from pins, layered over xeonft's own environment (harness.launch.stacks); its pins are part
+    # of the cell's identity, a requirements file's lines included
+    stack: Stack | None = None
 
     @field_validator("memory_limit", mode="before")
     @classmethod
     def _size(cls, value: object) -> object:
         return None if value is None else parse_bytes(value)  # type: ignore[arg-type]
 
+    @field_validator("stack", mode="after")
+    @classmethod
+    def _resolve(cls, value: Stack | None) -> Stack | None:
+        return value.resolved() if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> LaunchSettings:
+        if self.stack is not None and self.env != "default":
+            raise ValueError(f"stack {self.stack.name} is layered over xeonft's own environment; it cannot be "
+                             f"combined with env {self.env}")
+        return self
+
 
 # Launch settings that joined later: left out of a cell's hash at their defaults, so earlier keys stay valid.
-LATER_LAUNCH_DEFAULTS = {"instrument": "full", "memory_limit": None}
+LATER_LAUNCH_DEFAULTS = {"instrument": "full", "memory_limit": None, "stack": None}
 
 LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
 

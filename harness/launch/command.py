@@ -10,7 +10,7 @@ from harness.cell.assets import cache_dir
 from harness.config.run import COMPILED
 from harness.config.spec import CellSpec
 from harness.errors import Unavailable
-from harness.launch import envs
+from harness.launch import envs, stacks
 from harness.launch.topology import Placement, cores, numactl, place
 from harness.measure.fingerprint import find_allocator
 
@@ -84,7 +84,7 @@ def _torchrun(spec: CellSpec, python: str, spec_path: Path, result_path: Path) -
 
 
 def command(spec: CellSpec, spec_path: Path, result_path: Path, placement: Placement | None) -> tuple[list[str], str]:
-    python = envs.interpreter(spec.launch.env)
+    python = stacks.interpreter(spec.launch.stack) if spec.launch.stack else envs.interpreter(spec.launch.env)
     if is_distributed(spec):
         return _torchrun(spec, python, spec_path, result_path), "per-rank (numactl)" if numactl() else \
             "per-rank (sched_setaffinity)"

@@ -99,7 +99,8 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
                 raise
             finally:
                 reader.join(timeout=5)
-                budget = _budget(cap, watcher, reached) if cap is not None else None
+                planned = spec.timing_warmup_steps + spec.measured_steps + int(spec.profile)
+                budget = _budget(cap, watcher, reached, planned) if cap is not None else None
                 if cap is not None:
                     cap.close()
         wall = time.perf_counter() - t0
@@ -148,7 +149,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
     return CellRecord.model_validate(record)
 
 
-def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int]) -> dict[str, Any]:
+def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int], planned: int) -> dict[str, Any]:
     """What the budget saw: how it was enforced, whether the cell crossed it, its peak, the step it reached."""
     kills = cap.oom_kills()
     exceeded = bool(kills) or (sampler is not None and sampler.exceeded_rss is not None)
@@ -156,15 +157,15 @@ def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int]) -> 
             "oom_kills": kills, "cgroup_peak_bytes": cap.peak(),
             "peak_rss_bytes": sampler.peak_rss if sampler is not None else None,
             "exceeded_rss_bytes": sampler.exceeded_rss if sampler is not None else None,
-            "step_reached": reached[0], "steps_total": reached[1]}
+            "step_reached": reached[0], "steps_total": reached[1] or planned}
 
 
 def _over_budget(budget: dict[str, Any]) -> str:
     gib = 2**30
     peak = budget["cgroup_peak_bytes"] or budget["exceeded_rss_bytes"] or budget["peak_rss_bytes"]
     how = {"cgroup-v2": "cgroup v2", "cgroup-v1": "cgroup v1", "sampler": "sampler"}[budget["method"]]
-    where = f"after step {budget['step_reached']} of {budget['steps_total']}" if budget["steps_total"] else \
-        "before its first step"
+    done, total = budget["step_reached"], budget["steps_total"]
+    where = f"in step {done + 1} of {total}" if done < total else f"after its {total} steps"
     return (f"over its memory budget of {budget['limit_bytes'] / gib:.2f} GiB ({how}) {where}; peak "
             f"{(peak or 0) / gib:.2f} GiB; stopped")
 

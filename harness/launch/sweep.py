@@ -19,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.analysis.stats import enough_runs
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
+from harness.config.stack import Stack
 from harness.errors import Failure
-from harness.launch import envs
+from harness.launch import envs, stacks
 from harness.launch.console import console, describe, one_line, summary_table
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
@@ -35,7 +36,8 @@ def axis_values(spec: CellSpec, axes: list[str]) -> dict[str, Any]:
     def value(axis: str) -> Any:
         for holder in (spec.config, spec.launch, spec):
             if axis in type(holder).model_fields:
-                return getattr(holder, axis)
+                found = getattr(holder, axis)
+                return found.name if isinstance(found, Stack) else found  # a stack is shown by its name
         return None
 
     return {a: value(a) for a in axes}
@@ -133,11 +135,27 @@ def check_free_space(folder: Path, need: int = MIN_FREE_BYTES) -> None:
                       f"{need / 2**20:.0f} MiB (results, logs, the Inductor cache: `xeonft cache prune` frees that)")
 
 
+def prepare_stacks(matrix: Matrix, create: bool) -> None:
+    """Every library stack the matrix names is built (with `create`), or the sweep is refused before it starts."""
+    wanted = {c.launch.stack for c in matrix.cells if c.launch.stack is not None}
+    for stack in sorted(wanted, key=lambda s: s.name):
+        if create and stacks.info(stack) is None:
+            console.print(f"building stack {stack.name} ({', '.join(stack.pins) or 'no pins'}) over xeonft's own "
+                          "environment ...")
+            folder = stacks.build(stack)
+            made = stacks.info(stack) or {}
+            changed = ", ".join(f"{k} {v['shared']} -> {v['stack']}" for k, v in (made.get("changed") or {}).items())
+            console.print(f"  {folder}: {made.get('build_seconds')} s, {(made.get('bytes') or 0) / 2**20:.1f} MiB; "
+                          f"{changed or 'nothing differs from the shared environment'}")
+        stacks.interpreter(stack)
+
+
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
-              retry_failed: bool = False, wait: bool = True) -> ResultStore:
+              retry_failed: bool = False, wait: bool = True, create_envs: bool = False) -> ResultStore:
     """Run every cell of the matrix into results/<name>/ (or `out`); return the store."""
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
+    prepare_stacks(matrix, create_envs)
     store = ResultStore(out or Path("results") / matrix.name)
     check_free_space(store.root)
     fp = fingerprint()

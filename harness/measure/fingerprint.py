@@ -71,6 +71,36 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{k: v for k, v in library_versions().items() if v}}
 
 
+def packages() -> dict[str, str]:
+    """Every distribution this interpreter imports (the first of each name on sys.path, as import finds it): the
+    exact resolved stack a cell ran with, `pip freeze` without pip."""
+    import importlib.metadata as md
+
+    seen: dict[str, str] = {}
+    for dist in md.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name and name not in seen:
+            seen[name] = dist.version
+    return dict(sorted(seen.items()))
+
+
+def xeonft_commit() -> str | None:
+    """The commit of the xeonft checkout running (with '+dirty' when it has uncommitted changes), where git says."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def find_allocator(name: str) -> str | None:
     """Path of jemalloc / tcmalloc (Debian's libjemalloc2 / libtcmalloc-minimal4) for LD_PRELOAD, if installed."""
     for d in LIB_DIRS:

@@ -43,7 +43,9 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
         columns=["", "value"])
     out["probes"] = pd.DataFrame([{
         "batch": p["batch"], "status": p["status"], "peak GiB": (p["peak_bytes"] or 0) / GIB or None,
-        "tokens/step": p["tokens_per_step"], "wall s": p["seconds"], "reason": p["reason"] or ""}
+        "tokens/step": p["tokens_per_step"], "wall s": p["seconds"],
+        "in fit": "yes" if p.get("in_fit") else ("no: held at the budget" if p["status"] == "ok" else "no"),
+        "reason": p["reason"] or ""}
         for p in f.get("probes") or []])
     out["predicted"] = pd.DataFrame([{
         "budget GiB": r["budget_bytes"] / GIB, "tokens/step": r["tokens_per_step"], "batch": r["batch"],

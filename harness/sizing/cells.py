@@ -6,16 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from harness.config.run import FinetuneConfig
 from harness.config.spec import CellSpec, LaunchSettings
-from harness.errors import Failure
-from harness.launch.console import console, one_line
-from harness.launch.supervisor import supervise
-from harness.launch.sweep import cell_key
-from harness.results.records import CellRecord
-from harness.results.store import ResultStore
 
 
 @dataclass(frozen=True)
@@ -62,33 +54,3 @@ def cell(cfg: FinetuneConfig, batch: int, place: Placement, memory: int, warmup:
     launch = LaunchSettings(ranks=place.ranks, pinning="numa" if place.numa else "none", memory_limit=memory)
     return CellSpec(config=cfg.model_copy(update=update), launch=launch, timing_warmup_steps=warmup,
                     measured_steps=total - warmup, repeat=repeat, timeout_s=timeout_s)
-
-
-class Runner:
-    """Runs cells into one result set (a cell already recorded ok or oom there is reused, as `--resume` does)."""
-
-    def __init__(self, store: ResultStore, env_key: str) -> None:
-        self.store, self.env_key = store, env_key
-        self.keys: list[str] = []
-
-    def run(self, spec: CellSpec, label: str, role: str) -> CellRecord:
-        key = cell_key(spec, self.env_key)
-        self.keys.append(key)
-        earlier = self.store.get(key)
-        if earlier is not None and earlier.status in ("ok", "oom"):
-            console.print(f"  {label}: recorded before ({earlier.status}), reused")
-            return earlier
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
-                      transient=True) as progress:
-            task = progress.add_task(f"  {label}", total=spec.timing_warmup_steps + spec.measured_steps)
-            record = supervise(spec, key, self.store,
-                               on_step=lambda step, total: progress.update(task, completed=step, total=total))
-        record.axes = {"role": role, "batch_size": spec.config.batch_size, "threads": spec.config.threads,
-                       "ranks": spec.launch.ranks}
-        try:
-            self.store.put(key, record)
-        except OSError as err:
-            raise Failure(f"could not record {label} in {self.store.root}: {err.strerror or err}; the cells "
-                          "recorded before it are intact") from None
-        console.print(one_line(label, record))
-        return record

@@ -20,6 +20,7 @@ from harness.errors import XeonftError
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
+from harness.launch.runner import Runner
 from harness.launch.sweep import check_free_space
 from harness.launch.topology import cores, numa_nodes
 from harness.measure.fingerprint import environment_key, fingerprint
@@ -32,6 +33,7 @@ from harness.sizing.project import JobShape, project, rates_from_record, schedul
 from harness.sizing.search import Probe, bounds, safe_batch, search
 
 GIB = 2**30
+AT_LIMIT = 0.98  # a peak this close to the budget was limited by it, not measured
 PROBE_SHARE = 0.45  # of the time budget, for the boundary search; the rest for placements
 
 
@@ -80,7 +82,7 @@ class Sizing:
         self.req, self.out = req, out
         self.store = ResultStore(out)
         self.fp = fingerprint()
-        self.runner = C.Runner(self.store, environment_key(self.fp))
+        self.runner = Runner(self.store, environment_key(self.fp))
         self.started = time.monotonic()
         self.here = len(cores()) or 1
         self.nodes = max(1, len(numa_nodes()))
@@ -181,11 +183,14 @@ def size(req: SizeRequest, out: Path) -> dict[str, Any]:
         tried: dict[int, Probe] = {}
         if req.batch is None:
             tried = s.boundary(probe_job)
-        fitted = [p for p in tried.values() if p.ok and p.tokens_per_step and p.peak_bytes]
+        # a probe whose peak reached the budget was held there (the kernel reclaimed its file pages): censored
+        fitted = [p for p in tried.values() if p.ok and p.tokens_per_step and p.peak_bytes
+                  and p.peak_bytes < AT_LIMIT * req.memory]
         fit = fit_memory([p.tokens_per_step for p in fitted], [p.peak_bytes for p in fitted])  # type: ignore[misc]
         batch = req.batch or safe_batch(tried, req.memory, req.margin)
         findings: dict[str, Any] = {"request": _request(req), "job": job.to_dict(), "row_tokens": row_tokens,
-                                    "probes": [p.__dict__ for p in sorted(tried.values(), key=lambda p: p.batch)],
+                                    "probes": [{**p.__dict__, "in_fit": p in fitted}
+                                               for p in sorted(tried.values(), key=lambda p: p.batch)],
                                     "boundary": _boundary(tried, req), "fit": fit.to_dict() if fit else None,
                                     "fingerprint": {"cpu": s.fp["cpu"].get("model"), "cores": s.here,
                                                     "amx": s.fp["cpu"].get("amx"), "numa_nodes": s.nodes}}

@@ -11,6 +11,7 @@ from harness.errors import XeonftError
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
+from harness.launch.runner import Runner
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.results.store import ResultStore, write_json
 from harness.sizing import cells as C
@@ -46,7 +47,7 @@ def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
     with termination_as_interrupt(), ResultSetLock(out), MachineLock(wait=True):
         fp = fingerprint()
         store = ResultStore(out)
-        runner = C.Runner(store, environment_key(fp))
+        runner = Runner(store, environment_key(fp))
         record = runner.run(spec, f"validation {steps} steps", "validation")
         store.add_cells(runner.keys)
     peak = record.memory.peak_rss_bytes if record.memory else None
