@@ -1,0 +1,175 @@
+"""Regression tracking (issue 14): stacks from pins, the catalog and its change points, bisect, the CI check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import cli
+from harness.config.stack import Stack
+from harness.history.bisect import bisect
+from harness.history.releases import between, companion, parse_index
+from harness.history.steps import detect_steps
+
+
+def _fake_library(slow_from: int, noise: float = 0.05, seed: int = 0):
+    """Runs of a cell under fake releases 1.0 .. 1.n: 20% slower from release `slow_from` on."""
+    rng = np.random.default_rng(seed)
+    calls: list[str] = []
+
+    def measure(version: str, n: int) -> list[float]:
+        calls.append(version)
+        slow = int(version.split(".")[1]) >= slow_from
+        return list(100 * (0.8 if slow else 1.0) * np.exp(rng.normal(0, noise, n)))
+
+    return measure, calls
+
+
+@pytest.mark.parametrize("slow_from", [1, 5, 11, 15])
+def test_bisect_finds_the_release_that_slowed_the_cell_in_log2_rounds(slow_from):
+    versions = [f"1.{i}" for i in range(16)]
+    measure, calls = _fake_library(slow_from)
+    result = bisect(versions, measure)
+    assert result.direction == "slower" and result.certain
+    assert result.culprit == f"1.{slow_from}" and result.last_good == f"1.{slow_from - 1}"
+    assert result.rounds <= 4  # log2(16): each round halves the releases left
+    assert result.verdicts[result.culprit].verdict == "slower"
+
+
+def test_bisect_with_no_change_says_so_and_skips_releases_that_do_not_run():
+    versions = [f"1.{i}" for i in range(8)]
+    measure, _ = _fake_library(slow_from=99, noise=0.01)
+    result = bisect(versions, measure, max_runs=4)
+    assert result.direction is None and result.culprit is None and result.rounds == 0
+    assert "nothing to bisect" in result.notes[0]
+
+    slow, _ = _fake_library(slow_from=5)
+    broken = {"1.3"}
+    result = bisect(versions, lambda v, n: [] if v in broken else slow(v, n))
+    assert result.culprit == "1.5" and result.skipped == ["1.3"]
+
+
+def test_release_lists_come_from_the_index_in_order():
+    text = "peft (0.21.2)\nAvailable versions: 0.21.2, 0.21.1, 0.20.0, 0.19.1, 0.10.0, 0.9.0\n"
+    versions = parse_index(text)
+    assert versions == ["0.9.0", "0.10.0", "0.19.1", "0.20.0", "0.21.1", "0.21.2"]  # by version, not by text
+    assert between(versions, "0.10.0", "0.21.1") == ["0.10.0", "0.19.1", "0.20.0", "0.21.1"]
+    assert between(versions, "0.21.1", "0.19.1") == ["0.21.1", "0.20.0", "0.19.1"]  # an improvement, bisected
+    assert companion("2.8.1", ["2.7.0", "2.8.0", "2.9.0"]) == "2.8.0"
+    from harness.errors import XeonftError
+
+    with pytest.raises(XeonftError, match="0.15.0 not released"):
+        between(versions, "0.15.0", "0.21.1")
+
+
+def test_change_points_are_found_where_runs_differ_and_nowhere_else():
+    rng = np.random.default_rng(3)
+    step = [list(100 * (0.75 if i >= 3 else 1) * np.exp(rng.normal(0, 0.05, 3))) for i in range(6)]
+    found = detect_steps(step)
+    assert [(s.index, s.verdict) for s in found] == [(3, "slower")]
+    assert 0.70 < found[0].ratio < 0.80
+    flat = [list(100 * np.exp(rng.normal(0, 0.15, 3))) for _ in range(8)]
+    assert detect_steps(flat) == []
+
+
+def test_stack_keys_are_stable_and_follow_the_pins(tmp_path):
+    from harness.launch.stacks import stack_key
+
+    a = Stack(name="a", pins=["tqdm==4.66.4", "rich==13.7.1"])
+    same = Stack(name="b", pins=["rich==13.7.1", "tqdm==4.66.4", " "])  # another name, the same set
+    assert stack_key(a) == stack_key(same) and a.pins == ("rich==13.7.1", "tqdm==4.66.4")
+    assert stack_key(a) != stack_key(Stack(name="a", pins=["tqdm==4.66.5", "rich==13.7.1"]))
+    req = tmp_path / "pins.txt"
+    req.write_text("# a requirements file\ntqdm==4.66.4  # pinned\n\nrich==13.7.1\n")
+    assert stack_key(Stack(name="f", requirements=str(req))) == stack_key(a)
+
+
+def test_a_stack_layered_over_the_environment_sees_its_pin_and_the_shared_torch():
+    import importlib.metadata as md
+
+    import torch
+
+    from harness.launch import stacks
+
+    stack = Stack(name="old-tqdm", pins=["tqdm==4.66.4"])
+    folder = stacks.build(stack)
+    made = stacks.info(stack)
+    assert made is not None and made["changed"]["tqdm"] == {"shared": md.version("tqdm"), "stack": "4.66.4"}
+    assert set(made["changed"]) == {"tqdm"}  # nothing else was installed: torch and the rest are shared
+    assert made["bytes"] < 20 * 2**20
+    python = stacks.interpreter(stack)
+    probe = ("import json, tqdm, torch, harness; print(json.dumps([tqdm.__version__, torch.__file__, "
+             "torch.__version__, harness.__file__]))")
+    tqdm_v, torch_file, torch_v, harness_file = json.loads(subprocess.check_output([python, "-c", probe]))
+    assert tqdm_v == "4.66.4"
+    assert torch_v == torch.__version__ and Path(torch_file) == Path(torch.__file__)
+    assert Path(harness_file).resolve() == Path(cli.__file__).resolve().parent / "__init__.py"
+    assert not str(Path(torch_file)).startswith(str(folder))
+    assert stacks.build(stack) == folder  # built once, reused
+
+
+def _relabel(store_root: Path, lib: str, version: str) -> None:
+    """Say which release of `lib` a result set's runs ran under (the runs themselves are real)."""
+    for path in (store_root / "cells").glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("result"):
+            data["result"].setdefault("packages", {})[lib] = version
+            path.write_text(json.dumps(data))
+
+
+def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhere(rows_file, tokenizer_dir,
+                                                                                  tmp_path, capsys):
+    """Three result sets, each of two configurations with three runs; batch 2 is made slower (inject_fault: slow)
+    from the third set, labelled release 1.2, on; batch 1 never changes."""
+    from conftest import tiny_matrix
+
+    from harness.history import catalog
+    from harness.history.trend import series
+    from harness.launch.sweep import run_sweep
+
+    db = tmp_path / "catalog.sqlite"
+    sets = []
+    for i in range(3):
+        fault = "slow" if i >= 2 else "none"
+        m = tiny_matrix(rows_file, tokenizer_dir, name=f"set{i}", repeats=3,
+                        axes={"batch_size": [1, 2]}, exclude=[],
+                        measure={"warmup_steps": 1, "steps": 3})
+        m = m.model_copy(update={"cells": [c.model_copy(update={"launch": c.launch.model_copy(update={
+            "inject_fault": fault if c.config.batch_size == 2 else "none"})}) for c in m.cells]})
+        store = run_sweep(m, out=tmp_path / f"set{i}")
+        _relabel(store.root, "peft", f"1.{i}")
+        sets.append(store.root)
+        if i < 2:
+            catalog.add(store.root, db)
+    # the CI check: the newest set against the catalog's last good set of this machine
+    assert cli.main(["history", "--catalog", str(db), "--check", str(sets[2]), "--threshold", "10%"]) == 1
+    out = capsys.readouterr().out
+    assert "batch_size=2: slower" in out and "batch_size=1: slower" not in out
+    found = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10)}
+    slowed = next(s for label, s in found.items() if "batch_size=2" in label)
+    steady = next(s for label, s in found.items() if "batch_size=1" in label)
+    assert [p["x"] for p in slowed.points] == ["1.0", "1.1", "1.2"]
+    assert [(st["before"], st["after"], st["verdict"]) for st in slowed.steps] == [("1.1", "1.2", "slower")]
+    assert steady.steps == []
+    assert all(p["work"]["tokens_per_step"] > 0 for p in slowed.points)
+    report = tmp_path / "history"
+    assert cli.main(["history", "--catalog", str(db), "--by", "peft", "--out", str(report),
+                     "--threshold", "10%"]) == 0
+    text = (report / "report.md").read_text()
+    assert "peft 1.1 -> 1.2" in text and "no change point" in text
+    assert (report / "index.html").is_file()
+
+
+def test_each_cell_records_its_packages_and_the_xeonft_commit(sweep):
+    _, store = sweep
+    record = next(r for r in store.records() if r.status == "ok")
+    extra = record.result.model_extra or {}
+    import torch
+
+    assert extra["packages"]["torch"] == torch.__version__
+    commit = extra["xeonft_commit"]
+    assert commit is None or len(commit.split("+")[0]) == 40
