@@ -205,6 +205,13 @@ def size(req: SizeRequest, out: Path) -> dict[str, Any]:
             _write(out, findings)
             return findings
         runs = s.run_placements(batch, fit, row_tokens)
+        whole = C.Placement(s.here)
+        probe_key = tried[batch].key if batch in tried else None
+        probe_rec = s.store.get(probe_key) if probe_key else None
+        if whole in runs and probe_rec is not None and probe_rec.status == "ok":
+            # the probe at this batch on every core is one more run of that placement (fewer measured steps, the
+            # same batch, threads, evaluation and save): the rates it gives are of the same kind
+            runs[whole].append(probe_rec)
         findings["placements"] = [_placement_row(p, recs, job, probe_job, req) for p, recs in runs.items()]
         findings["scaling"] = (sc := _scaling(findings["placements"])) and sc.__dict__
         findings["recommendation"] = _recommend(findings, fit, req, row_tokens)
