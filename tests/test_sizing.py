@@ -201,16 +201,17 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     # calibrate: batch 1 and batch 16 under a roomy budget give the two peaks the real budget lies between
     calib = tmp_path / "calib"
     assert cli.main(["size", *common, "--memory-limit", "4GiB", "--out", str(calib), "--batch-size", "16",
-                     "--report-out", str(tmp_path / "r0")]) == 0
+                     "--report-out", str(tmp_path / "r0"), "--runs", "1"]) == 0
     high = json.loads((calib / "sizing.json").read_text())["placements"][0]["peak_rss_bytes"]
     assert cli.main(["size", *common, "--memory-limit", "4GiB", "--out", str(calib), "--batch-size", "1",
-                     "--report-out", str(tmp_path / "r0")]) == 0
+                     "--report-out", str(tmp_path / "r0"), "--runs", "1"]) == 0
     low = json.loads((calib / "sizing.json").read_text())["placements"][0]["peak_rss_bytes"]
     assert high > low
     budget = (low + high) // 2
     out, report = tmp_path / "size", tmp_path / "report"
     assert cli.main(["size", *common, "--memory-limit", str(budget), "--margin", "0%", "--out", str(out),
-                     "--report-out", str(report), "--cores", "8", "--price-per-hour", "3", "--validate", "0.5"]) == 0
+                     "--report-out", str(report), "--cores", "8", "--price-per-hour", "3", "--validate", "0.5",
+                     "--runs", "2"]) == 0
     f = json.loads((out / "sizing.json").read_text())
     b = f["boundary"]
     assert b["found"] and 1 <= b["largest_ok"] < 16 and b["smallest_failed"] == b["largest_ok"] + 1

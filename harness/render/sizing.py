@@ -52,9 +52,20 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
         "kind": "measured budget (fit)" if r["measured"] else "prediction"}
         for r in f.get("predicted_boundaries") or []])
     b = f.get("breakdown") or {}
-    out["breakdown"] = pd.DataFrame([(k.replace("_", " "), v / GIB if "per_token" not in k else v / 2**20)
-                                     for k, v in b.items() if v is not None],
-                                    columns=["part (GiB; per token: MiB)", "value"])
+    mib = 2**20
+
+    def part(name: str, analytic: float | None, measured: float | None, unit: float) -> tuple[str, Any, Any]:
+        return name, None if analytic is None else analytic / unit, None if measured is None else measured / unit
+
+    out["breakdown"] = pd.DataFrame([
+        part("weights, GiB", b.get("weights_bytes"), None, GIB),
+        part("LoRA adapters, their gradients and AdamW state, GiB", b.get("adapters_optimizer_bytes"), None, GIB),
+        part("runtime (the measured fixed part less the two above), GiB", None, b.get("runtime_bytes"), GIB),
+        part("fixed part, GiB", (b.get("weights_bytes") or 0) + (b.get("adapters_optimizer_bytes") or 0),
+             b.get("measured_fixed_bytes"), GIB),
+        part("per token of a step, MiB", b.get("activations_bytes_per_token"), b.get("measured_bytes_per_token"), mib),
+        part("of which the logits, MiB", b.get("logits_bytes_per_token"), None, mib),
+    ], columns=["part", "analytic", "measured (fit)"]) if b else pd.DataFrame()
     out["placements"] = pd.DataFrame([{
         "placement": r["placement"], "batch/rank": r["batch_per_rank"], "runs": r["runs"],
         "tok/s": r.get("tokens_per_second"), "95% interval": _pair(r.get("tps_low"), r.get("tps_high")),
@@ -108,6 +119,9 @@ def figures(f: dict[str, Any], out: Path) -> Figures:
             xs = [top * i / 50 for i in range(51)]
             ax.plot(xs, [(fit["fixed"] + fit["per_token"] * x * f["row_tokens"]) / GIB for x in xs], "--",
                     label="fit: fixed + per token")
+        rec = f.get("recommendation")
+        if rec and rec.get("ranks") == 1:
+            ax.axvline(rec["batch_per_rank"], color="green", ls="-.", label="recommended batch")
         ax.axhline(req["memory_bytes"] / GIB, color="red", label="budget")
         ax.axhline(req["memory_bytes"] * (1 - req["margin"]) / GIB, color="orange", ls=":", label="budget less margin")
         ax.set(xlabel="batch (packed rows per step)", ylabel="peak RSS of the tree (GiB)",

@@ -65,11 +65,13 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
     except ValueError:
         raise XeonftError(f"--cores: expected core counts like 32,64, not {args.cores!r}") from None
     chosen = _placements(args.placements) if args.placements else ()
+    if args.runs < 1:
+        raise XeonftError("--runs must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise XeonftError("--batch-size must be at least 1")
     req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_fraction(args.margin),
                       batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
-                      name=out.name, extra=extra, placements=chosen)
+                      name=out.name, extra=extra, placements=chosen, max_repeats=args.runs)
     return req, out
 
 

@@ -192,12 +192,16 @@ def size(req: SizeRequest, out: Path) -> dict[str, Any]:
                                     "probes": [{**p.__dict__, "in_fit": p in fitted}
                                                for p in sorted(tried.values(), key=lambda p: p.batch)],
                                     "boundary": _boundary(tried, req), "fit": fit.to_dict() if fit else None,
-                                    "fingerprint": {"cpu": s.fp["cpu"].get("model"), "cores": s.here,
+                                    "fingerprint": {"cpu": s.fp["cpu"].get("brand"), "cores": s.here,
                                                     "amx": s.fp["cpu"].get("amx"), "numa_nodes": s.nodes}}
         findings["predicted_boundaries"] = _predictions(fit, req, row_tokens)
-        model = next((p_rec.result.model for k in s.runner.keys if (p_rec := s.store.get(k)) and p_rec.result), {})
-        findings["breakdown"] = breakdown(model, req.cfg.precision, req.cfg.lora_r, req.cfg.lora_target_modules,
-                                          req.cfg.gradient_checkpointing, fit) if model else None
+
+        def parts() -> dict[str, Any] | None:  # the model's shape, from the first cell that loaded it
+            model = next((r.result.model for k in s.runner.keys if (r := s.store.get(k)) and r.result), {})
+            return breakdown(model, req.cfg.precision, req.cfg.lora_r, req.cfg.lora_target_modules,
+                             req.cfg.gradient_checkpointing, fit) if model else None
+
+        findings["breakdown"] = parts()
         if batch < 1:
             findings["recommendation"] = None
             findings["verdict"] = (f"nothing fits: even batch 1 went over {req.memory / GIB:.2f} GiB (or left less "
@@ -212,6 +216,7 @@ def size(req: SizeRequest, out: Path) -> dict[str, Any]:
             # the probe at this batch on every core is one more run of that placement (fewer measured steps, the
             # same batch, threads, evaluation and save): the rates it gives are of the same kind
             runs[whole].append(probe_rec)
+        findings["breakdown"] = findings["breakdown"] or parts()
         findings["placements"] = [_placement_row(p, recs, job, probe_job, req) for p, recs in runs.items()]
         findings["scaling"] = (sc := _scaling(findings["placements"])) and sc.__dict__
         findings["recommendation"] = _recommend(findings, fit, req, row_tokens)
@@ -310,9 +315,10 @@ def _extrapolate(findings: dict[str, Any], scaling: Any, req: SizeRequest) -> li
     for c in req.cores:
         speed = scaling.predict(c) / here
         seconds = (parts["train"] + parts["eval"]) / speed + parts["save"] + parts["fixed"]
+        few = " (two core counts only: their noise sets the curve)" if len(scaling.cores_measured) < 3 else ""
         out.append({"cores": c, "seconds": seconds, "speedup": speed, "extrapolation": c > max(
             scaling.cores_measured), "from": f"Amdahl's law fitted over {', '.join(map(str, scaling.cores_measured))} "
-                                             f"cores here (serial share {scaling.serial:.2f})"})
+                                             f"cores here, serial share {scaling.serial:.2f}{few}"})
     return out
 
 
