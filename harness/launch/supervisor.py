@@ -111,7 +111,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         if budget is not None and budget["oom_kills"] is not None:
             delta = budget["oom_kills"]  # the cell's own cgroup: its kills are its own
         status, reason = classify(proc.returncode, timed_out, stderr_tail, delta)
-        if budget is not None and (budget["exceeded"] or status == "oom"):
+        if budget is not None and budget["exceeded"] and not timed_out:
             status, reason = "oom", _over_budget(budget)
         if is_distributed(spec):
             rank_files = sorted(Path(tmp).glob("result.rank*.json"))
