@@ -81,6 +81,7 @@ class Projection:
     high: float | None
     runs: int
     parts: dict[str, float]  # geometric means by part (they need not sum exactly to `seconds`)
+    per_run: list[float]  # each run's own projection of the job (seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,7 +102,8 @@ def project(runs: list[RunRates], job: JobShape, plan: Schedule, per_epoch_steps
     per_run = [run_seconds(r, job, plan, per_epoch_steps) for r in runs]
     point, low, high = prediction_interval([p["total"] for p in per_run])
     parts = {k: float(np.exp(np.mean(np.log([max(p[k], 1e-9) for p in per_run])))) for k in per_run[0]}
-    return Projection(seconds=point, low=low, high=high, runs=len(runs), parts=parts)
+    return Projection(seconds=point, low=low, high=high, runs=len(runs), parts=parts,
+                      per_run=[p["total"] for p in per_run])
 
 
 def rates_from_record(record: Any, eval_tokens: int | None) -> RunRates | None:

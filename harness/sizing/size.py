@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.stats import decide
 from harness.config.run import FinetuneConfig
 from harness.errors import XeonftError
 from harness.launch.console import console
@@ -281,8 +282,10 @@ def _recommend(findings: dict[str, Any], fit: Any, req: SizeRequest, row_tokens:
     if not rows:
         return None
     best = min(rows, key=lambda r: r["projection"]["seconds"])
-    rivals = [r["placement"] for r in rows if r is not best and r["projection"]["low"] is not None
-              and best["projection"]["high"] is not None and r["projection"]["low"] <= best["projection"]["high"]]
+    # placements the runs cannot tell from the best (Welch on each run's projected time, as `compare` decides)
+    speed = [1 / t for t in best["projection"]["per_run"]]
+    rivals = [r["placement"] for r in rows if r is not best
+              and decide(speed, [1 / t for t in r["projection"]["per_run"]]).verdict != "slower"]
     tokens = best["batch_per_rank"] * row_tokens
     predicted = fit.predict(tokens) * best["ranks"] if fit is not None else None
     peak = max(v for v in (predicted, best["peak_rss_bytes"]) if v) if (predicted or best["peak_rss_bytes"]) else None
