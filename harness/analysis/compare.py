@@ -32,6 +32,7 @@ class CellRuns:
     losses: dict[int, list[float]] = field(default_factory=dict)
     eval_losses: list[float] = field(default_factory=list)
     disturbed: int = 0
+    work: list[dict[str, float]] = field(default_factory=list)  # the work of a step, per measured run
 
     @property
     def measured(self) -> bool:
@@ -53,6 +54,7 @@ class Comparison:
     loss_drift: float | None = None
     eval_loss_drift: float | None = None
     loss_changed: bool = False
+    work_changed: dict[str, tuple[float, float]] = field(default_factory=dict)  # base -> new, beyond 2%
     note: str = ""
 
 
@@ -75,6 +77,8 @@ def collect(store: ResultStore) -> dict[str, CellRuns]:
         tps = r.result.summary.tokens_per_second
         if tps:
             cell.runs.append(float(tps))
+        if (work := r.step_work()) is not None:
+            cell.work.append(work)
         for st in r.result.steps:
             if st.loss is not None:
                 cell.losses.setdefault(st.step, []).append(st.loss)
@@ -97,6 +101,23 @@ def _loss_drift(base: CellRuns, new: CellRuns) -> tuple[float | None, float | No
     return train, evals
 
 
+WORK_KEYS = ("tokens_per_step", "rows_per_step", "documents_per_step", "padding_share", "attention_span")
+
+
+def work_change(base: list[dict[str, float]], new: list[dict[str, float]],
+                tolerance: float = 0.02) -> dict[str, tuple[float, float]]:
+    """The measures of a step's work whose mean over runs moved by more than `tolerance` (relative)."""
+    if not base or not new:
+        return {}
+    out = {}
+    for k in WORK_KEYS:
+        a = float(np.mean([w.get(k, 0.0) for w in base]))
+        b = float(np.mean([w.get(k, 0.0) for w in new]))
+        if abs(b - a) > tolerance * max(abs(a), 1e-9) and abs(b - a) > 1e-6:
+            out[k] = (a, b)
+    return out
+
+
 def compare_cell(base: CellRuns, new: CellRuns, threshold: float, alpha: float, loss_tolerance: float) -> Comparison:
     c = Comparison(cell=new.label, verdict="inconclusive", n_base=len(base.runs), n_new=len(new.runs))
     notes = []
@@ -116,6 +137,11 @@ def compare_cell(base: CellRuns, new: CellRuns, threshold: float, alpha: float, 
         c.verdict = v.verdict
         if v.verdict == "inconclusive":
             notes.append(v.reason)
+    c.work_changed = work_change(base.work, new.work)
+    if c.work_changed:
+        notes.append("the work of a step changed too (" + ", ".join(
+            f"{k.replace('_', ' ')} {a:.3g} -> {b:.3g}" for k, (a, b) in c.work_changed.items())
+            + "): the speed change is not the library's speed alone")
     c.loss_drift, c.eval_loss_drift = _loss_drift(base, new)
     drifts = [d for d in (c.loss_drift, c.eval_loss_drift) if d is not None]
     c.loss_changed = bool(drifts) and max(drifts) > loss_tolerance

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.spec import CellSpec
-from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "intel-extension-for-pytorch")
@@ -48,20 +47,6 @@ def identity(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     bare = cell.model_copy(update={"launch": cell.launch.model_copy(update={"stack": None, "env": "default"})})
     flat = {**cell.config.model_dump(mode="json"), **bare.launch.model_dump(mode="json", exclude={"stack", "env"})}
     return bare.match_key(), flat
-
-
-def _work(record: CellRecord) -> dict[str, float] | None:
-    """The work of a measured step, to set beside a speed change: tokens, rows, documents, attention span."""
-    steps = record.result.measured_steps() if record.result else []
-    if not steps:
-        return None
-    n = len(steps)
-    tokens = sum(s.tokens for s in steps)
-    doc_sq = sum(getattr(s, "doc_sq", 0) or 0 for s in steps)
-    return {"tokens_per_step": tokens / n, "rows_per_step": sum(getattr(s, "rows", 0) or 0 for s in steps) / n,
-            "documents_per_step": sum(s.sequences or 0 for s in steps) / n,
-            "padding_share": 1 - tokens / max(1, sum(getattr(s, "slots", 0) or 0 for s in steps)),
-            "attention_span": doc_sq / max(1, tokens)}
 
 
 @contextmanager
@@ -100,7 +85,7 @@ def add(result_set: Path, catalog: Path) -> int:
                      (res.model_extra or {}).get("xeonft_commit") if res else None,
                      r.started or manifest.created, r.repeat, r.status,
                      res.summary.tokens_per_second if res else None, res.eval_loss if res else None,
-                     (r.spec.get("launch") or {}).get("inject_fault", "none"), json.dumps(_work(r))))
+                     (r.spec.get("launch") or {}).get("inject_fault", "none"), json.dumps(r.step_work())))
     with connect(catalog) as db:
         db.execute("delete from runs where result_set = ?", (name,))
         db.executemany("insert into runs values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)

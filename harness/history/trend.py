@@ -11,11 +11,10 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from harness.analysis.compare import WORK_KEYS, work_change
 from harness.analysis.stats import summarize_runs
 from harness.errors import XeonftError
 from harness.history.steps import detect_steps
-
-WORK_KEYS = ("tokens_per_step", "rows_per_step", "documents_per_step", "attention_span")
 
 
 @dataclass
@@ -96,9 +95,7 @@ def series(rows: list[dict[str, Any]], by: str, selector: dict[str, Any] | None 
             continue
         for step in detect_steps([p["runs"] for p in s.points], threshold=threshold, alpha=alpha):
             before, after = s.points[step.index - 1], s.points[step.index]
-            changed = {k: (before["work"][k], after["work"][k]) for k in WORK_KEYS
-                       if k in before["work"] and k in after["work"]
-                       and abs(after["work"][k] / max(before["work"][k], 1e-9) - 1) > 0.02}
+            changed = work_change([before["work"]], [after["work"]]) if before["work"] and after["work"] else {}
             s.steps.append({"before": before["x"], "after": after["x"], "verdict": step.verdict,
                             "ratio": step.ratio, "low": step.low, "high": step.high, "p": step.p_value,
                             "work_changed": changed})
@@ -112,6 +109,6 @@ def describe_step(by: str, step: dict[str, Any]) -> str:
     text = f"{by} {step['before']} -> {step['after']}: {change}{interval}"
     if step["work_changed"]:
         text += "; the work of a step changed too (" + ", ".join(
-            f"{k.replace('_', ' ')} {a:.0f} -> {b:.0f}" for k, (a, b) in step["work_changed"].items()) + \
+            f"{k.replace('_', ' ')} {a:.3g} -> {b:.3g}" for k, (a, b) in step["work_changed"].items()) + \
             "): speed and work both moved"
     return text

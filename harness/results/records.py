@@ -169,6 +169,22 @@ class CellRecord(_Open):
                         peak_rss_bytes=mem.peak_rss_bytes if self.memory else None,
                         peak_uss_bytes=mem.peak_uss_bytes if self.memory else None)
 
+    def step_work(self) -> dict[str, float] | None:
+        """The work of a measured step (means): tokens, packed rows, documents, padding, attention span (sum of
+        squared document lengths over tokens): what must be set beside any speed verdict across library stacks,
+        since a new trl may pack (and so compute) differently."""
+        steps = self.result.measured_steps() if self.result else []
+        if not steps:
+            return None
+        n = len(steps)
+        tokens = sum(s.tokens for s in steps)
+        extra = [s.model_extra or {} for s in steps]
+        slots = sum(e.get("slots") or 0 for e in extra)
+        return {"tokens_per_step": tokens / n, "rows_per_step": sum(e.get("rows") or 0 for e in extra) / n,
+                "documents_per_step": sum(s.sequences or 0 for s in steps) / n,
+                "padding_share": 1 - tokens / slots if slots else 0.0,
+                "attention_span": sum(e.get("doc_sq") or 0 for e in extra) / max(1, tokens)}
+
     def label(self) -> str:
         """The cell's axes as `key=value`; for a matrix without axes, its precision and batch size."""
         shown = self.axes or {k: self.config[k] for k in ("precision", "batch_size") if k in self.config}
