@@ -174,3 +174,14 @@ def test_each_cell_records_its_packages_and_the_xeonft_commit(sweep):
     assert extra["packages"]["torch"] == torch.__version__
     commit = extra["xeonft_commit"]
     assert commit is None or len(commit.split("+")[0]) == 40
+
+
+def test_a_change_in_the_work_of_a_step_is_named_beside_a_verdict():
+    from harness.analysis.compare import work_change
+
+    old = [{"tokens_per_step": 2048, "rows_per_step": 4, "documents_per_step": 12, "padding_share": 0.0,
+            "attention_span": 512.0}] * 2
+    packed_differently = [{**old[0], "rows_per_step": 1, "attention_span": 180.0}]
+    changed = work_change(old, packed_differently)
+    assert set(changed) == {"rows_per_step", "attention_span"} and changed["attention_span"] == (512.0, 180.0)
+    assert work_change(old, [{**old[0], "tokens_per_step": 2050}]) == {}  # within 2%: the same work
