@@ -157,6 +157,8 @@ class TreeSampler:
             "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
             "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
             "launcher_cpu_seconds": self.sampler_cpu_seconds,
+            # the tree's RSS once a second (seconds since start, bytes), thinned to 600 points: growth over a run
+            "rss_timeline": self.timeline[:: max(1, len(self.timeline) // 600)],
         }
         if window and len(window) == 2:
             # an interval ending inside the window, or the first one after it (it covers the window's end)
