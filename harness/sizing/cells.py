@@ -1,5 +1,5 @@
-"""The cells sizing runs (probes, placements, the validation job), and running one of them into the result set
-exactly as a sweep would: its own capped process, its record stored before the next one starts."""
+"""The cells sizing runs: probes, placements and the validation job, each a CellSpec capped at the memory budget
+(they run through `harness.launch.runner`, as a sweep runs its cells)."""
 
 from __future__ import annotations
 
