@@ -83,8 +83,10 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
         ("steps (share of the job)", f"{v['steps']} ({v['fraction']:.0%})"), ("status", v["status"]),
         ("projected min (95% prediction)", f"{v['projected_seconds'] / 60:.1f} "
                                            f"({_pair(_m(v['projected_low']), _m(v['projected_high']))})"),
-        ("actual min", _m(v["actual_seconds"])), ("time error", f"{(v['time_error'] or 0):+.1%}"),
-        ("inside the interval", "yes" if v["inside_interval"] else "no"),
+        ("actual min", _m(v["actual_seconds"])),
+        ("time error", "did not finish" if v["time_error"] is None else f"{v['time_error']:+.1%}"),
+        ("inside the interval", {True: "yes", False: "no", None: "-"}[v["inside_interval"]]),
+        ("reason", v.get("reason") or ""),
         ("projected peak GiB", (v["projected_peak_bytes"] or 0) / GIB),
         ("actual peak GiB", (v["actual_peak_bytes"] or 0) / GIB),
         ("memory error", f"{(v['memory_error'] or 0):+.1%}"),

@@ -126,11 +126,14 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
                                                                             if e["extrapolation"] else ""))
     v = f.get("validation")
     if v:
-        inside = "inside" if v["inside_interval"] else "outside"
-        lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job, {v['status']}): projected "
-                     f"{_hm(v['projected_seconds'])}, actual {_hm(v['actual_seconds'])} "
-                     f"({(v['time_error'] or 0):+.1%}, {inside} the interval); peak memory projected "
-                     f"{(v['projected_peak_bytes'] or 0) / GIB:.2f} GiB, actual "
-                     f"{(v['actual_peak_bytes'] or 0) / GIB:.2f}"
-                     f" GiB ({(v['memory_error'] or 0):+.1%})")
+        memory = (f"peak memory projected {(v['projected_peak_bytes'] or 0) / GIB:.2f} GiB, actual "
+                  f"{(v['actual_peak_bytes'] or 0) / GIB:.2f} GiB ({(v['memory_error'] or 0):+.1%})")
+        if v["time_error"] is None:
+            lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job) did not finish: "
+                         f"{v['status']}, {v['reason']}; {memory}")
+        else:
+            inside = "inside" if v["inside_interval"] else "outside"
+            lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job, {v['status']}): projected "
+                         f"{_hm(v['projected_seconds'])}, actual {_hm(v['actual_seconds'])} "
+                         f"({v['time_error']:+.1%}, {inside} the interval); {memory}")
     return lines

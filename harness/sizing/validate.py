@@ -52,14 +52,16 @@ def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
         store.add_cells(runner.keys)
     peak = record.memory.peak_rss_bytes if record.memory else None
     projected_peak = rec.get("projected_peak_bytes")
+    finished = record.status in ("ok", "disturbed")
     noise = ((record.result.model_extra or {}).get("noise") if record.result else None) or {}
     result = {
         "fraction": steps / full.steps, "steps": steps, "status": record.status, "reason": record.reason,
         "projected_seconds": proj.seconds, "projected_low": proj.low, "projected_high": proj.high,
         "projected_parts": proj.parts, "actual_seconds": record.wall_seconds,
-        "time_error": (record.wall_seconds / proj.seconds - 1) if record.wall_seconds else None,
+        # a run that did not finish has no time to compare (its memory still does)
+        "time_error": (record.wall_seconds / proj.seconds - 1) if record.wall_seconds and finished else None,
         "inside_interval": (proj.low is not None and proj.high is not None and record.wall_seconds is not None
-                            and proj.low <= record.wall_seconds <= proj.high),
+                            and proj.low <= record.wall_seconds <= proj.high) if finished else None,
         "actual_parts": _actual_parts(record),
         "projected_peak_bytes": projected_peak, "actual_peak_bytes": peak,
         "memory_error": (peak / projected_peak - 1) if peak and projected_peak else None,
