@@ -155,17 +155,25 @@ class Sizing:
         console.print(f"[bold]placements[/]: {', '.join(p.label() for p, _ in plans)}; up to {req.max_repeats} "
                       "runs each, interleaved")
         for r in range(req.max_repeats):
-            round_s = sum(rec.wall_seconds or 0 for recs in runs.values() for rec in recs) / max(1, r)
-            if r > 0 and self.elapsed() + round_s > req.budget_s:
-                console.print(f"[yellow]size:[/] the time budget leaves no room for run {r + 1} of each "
-                              f"placement (a round takes about {round_s:.0f} s)")
-                break
-            for place, per_rank in plans:
+            # later rounds: the fastest placements first, each only while the budget has room for it
+            order = plans if r == 0 else sorted(plans, key=lambda pr: -_median_speed(runs[pr[0]]))
+            for place, per_rank in order:
+                walls = [rec.wall_seconds for rec in runs[place] if rec.wall_seconds]
+                if r > 0 and walls and self.elapsed() + max(walls) > req.budget_s:
+                    console.print(f"[yellow]size:[/] no room in the time budget for run {r + 1} of "
+                                  f"{place.label()} (about {max(walls):.0f} s)")
+                    continue
                 spec = C.cell(req.cfg, per_rank, place, req.memory, w, m, req.probe_eval_rows, repeat=r,
                               timeout_s=max(600.0, req.budget_s))
                 runs[place].append(self.runner.run(spec, f"{place.label()} batch {per_rank} run {r + 1}",
                                                    "placement"))
         return runs
+
+
+def _median_speed(records: list[CellRecord]) -> float:
+    values = sorted(r.result.summary.tokens_per_second for r in records
+                    if r.status == "ok" and r.result and r.result.summary.tokens_per_second)
+    return values[len(values) // 2] if values else 0.0
 
 
 def _scaling(rows: list[dict[str, Any]]) -> Any:
