@@ -223,7 +223,7 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     assert over.status == "oom" and over.budget and over.budget["exceeded"]
     assert under.status == "ok" and under.budget and not under.budget["exceeded"]
     rec = f["recommendation"]
-    assert rec["batch_per_rank"] == b["largest_ok"] and rec["placement"] == "1 x 1 thread"
+    assert rec["batch_per_rank"] == b["fastest_safe_batch"] <= b["largest_ok"] and rec["placement"] == "1 x 1 thread"
     assert rec["cost"] == pytest.approx(rec["hours"] * 3)
     assert f["extrapolations"] == [] or f["extrapolations"][0]["extrapolation"]
     v = f["validation"]

@@ -108,6 +108,9 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
             " (the largest tried; the boundary is above it)"
         lines.append(f"boundary: batch {b['largest_ok']} trains within "
                      f"{f['request']['memory_bytes'] / GIB:.2f} GiB{fail}")
+        if b.get("fastest_safe_batch") and b["fastest_safe_batch"] != b.get("safe_batch"):
+            lines.append(f"  batch {b['fastest_safe_batch']} trained more than 15% faster than batch "
+                         f"{b['safe_batch']} (the largest within the margin) in the probes: the placements run it")
     rec = f.get("recommendation")
     if not rec:
         lines.append(f.get("verdict") or "no recommendation: no placement trained")
