@@ -131,6 +131,11 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
     if v:
         memory = (f"peak memory projected {(v['projected_peak_bytes'] or 0) / GIB:.2f} GiB, actual "
                   f"{(v['actual_peak_bytes'] or 0) / GIB:.2f} GiB ({(v['memory_error'] or 0):+.1%})")
+        g = v.get("memory_growth")
+        if g and g["rss_last_minute"] > 1.1 * g["rss_after_first_minute"]:
+            memory += (f"; memory grew during the run, {g['rss_after_first_minute'] / GIB:.2f} -> "
+                       f"{g['rss_last_minute'] / GIB:.2f} GiB ({g['bytes_per_step'] / 2**20:+.1f} MiB per step): the "
+                       "probes' few steps cannot see that, provision from this run's peak")
         if v["time_error"] is None:
             lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job) did not finish: "
                          f"{v['status']}, {v['reason']}; {memory}")

@@ -67,10 +67,29 @@ def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
         "memory_error": (peak / projected_peak - 1) if peak and projected_peak else None,
         "noise": noise, "foreign_cpu_cores": (record.memory.foreign_cpu_cores_mean if record.memory else None),
         "key": record.key,
+        "memory_growth": _growth(record, steps),
     }
     findings["validation"] = result
     write_json(out / "sizing.json", findings)
     return findings
+
+
+def _growth(record: Any, steps: int) -> dict[str, float] | None:
+    """How the tree's RSS moved over the run (after its first minute, which holds loading): a least-squares slope,
+    per step. A few probe steps cannot see a slow growth (allocator fragmentation, caches) that a whole job shows."""
+    import numpy as np
+
+    timeline = (record.memory.model_extra or {}).get("rss_timeline") if record.memory else None
+    if not timeline or not record.wall_seconds:
+        return None
+    points = [(t, r) for t, r in timeline if t >= 60]
+    if len(points) < 10:
+        return None
+    t, r = np.asarray(points, float).T
+    slope = float(np.polyfit(t, r, 1)[0])
+    tail = r[t >= t.max() - 60]
+    return {"bytes_per_second": slope, "bytes_per_step": slope * record.wall_seconds / max(1, steps),
+            "rss_after_first_minute": float(r[:10].mean()), "rss_last_minute": float(tail.mean())}
 
 
 def _actual_parts(record: Any) -> dict[str, float] | None:
