@@ -156,7 +156,9 @@ def test_a_cell_over_its_budget_ends_oom_and_leaves_nothing_behind(rows_file, to
     store = run_sweep(m, out=tmp_path / "set")
     by_limit = {r.budget["limit_bytes"]: r for r in store.records()}
     small, large = by_limit[300 * 2**20], by_limit[6 * GIB]
-    method = MemoryCap.open(GIB).method if enforcer == "auto" else "sampler"
+    probe = MemoryCap.open(GIB)  # what this machine allows
+    probe.close()
+    method = probe.method if enforcer == "auto" else "sampler"
     assert small.status == "oom" and "over its memory budget of 0.29 GiB" in (small.reason or "")
     assert small.budget["exceeded"] and small.budget["method"] == method
     assert small.budget["step_reached"] == 0  # a Python with torch and a model does not fit 300 MiB
@@ -164,7 +166,9 @@ def test_a_cell_over_its_budget_ends_oom_and_leaves_nothing_behind(rows_file, to
     assert large.memory and large.memory.peak_rss_bytes < 6 * GIB
     assert not _cell_processes()  # no process of either cell is left
     if method.startswith("cgroup"):  # and no cgroup: each was removed with its cell
-        assert not any("xeonft-cell-" in str(p) for p in MemoryCap.open(GIB).folder.parent.iterdir())  # type: ignore
+        assert probe.folder is not None
+        parent = probe.folder.parent
+        assert not any(p.name.startswith("xeonft-cell-") for p in parent.iterdir())
 
 
 def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_path):
@@ -176,10 +180,10 @@ def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_pat
     from harness.sizing.job import job_shape
 
     cfg = load_config("quick", model="synthetic:tiny", tokenizer=str(tokenizer_dir), dataset=str(rows_file),
-                      seq_len=48, eval_size=4, threads=1, warmup_steps=0)
+                      seq_len=256, eval_size=4, threads=1, warmup_steps=0)
     job = job_shape(cfg)
     assert job.train_rows == 20 and job.eval_rows == 4
-    assert job.longest_row <= 48 and job.packed_rows < job.train_rows  # short rows share packed sequences
+    assert job.longest_row <= 256 and job.packed_rows < job.train_rows  # short rows share packed sequences
     plan = schedule(job, 2, eval_steps=None)
     spec = C.cell(cfg, 2, C.Placement(1), 4 * GIB, 1, plan.steps - 1, None, save=False, max_steps=plan.steps)
     store = ResultStore(tmp_path / "set")
@@ -187,7 +191,7 @@ def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_pat
     assert record.status == "ok", record.reason
     assert record.result is not None and len(record.result.steps) == plan.steps
     assert sum(s.tokens for s in record.result.steps) == job.train_tokens
-    assert sum(s.rows for s in record.result.steps) == job.packed_rows
+    assert sum(s.sequences or 0 for s in record.result.steps) == job.train_rows  # every row, none split
 
 
 def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir, tmp_path, capsys):
@@ -216,7 +220,8 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
                      "--runs", "2"]) == 0
     f = json.loads((out / "sizing.json").read_text())
     b = f["boundary"]
-    assert b["found"] and 1 <= b["largest_ok"] < 16 and b["smallest_failed"] == b["largest_ok"] + 1
+    # (under the cap the kernel reclaims file pages, so the boundary can lie past batch 16: it is still found)
+    assert b["found"] and 1 <= b["largest_ok"] < 64 and b["smallest_failed"] == b["largest_ok"] + 1
     records = {r.key: r for r in ResultStore(out).records()}
     probes = {p["batch"]: p for p in f["probes"]}
     over, under = records[probes[b["smallest_failed"]]["key"]], records[probes[b["largest_ok"]]["key"]]
