@@ -93,7 +93,10 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
         store.open({"name": out.name, "bisect": {"libs": libs, "good": good, "bad": bad}}, fp, environment_key(fp),
                    [], resume=True)
         runner = Runner(store, environment_key(fp))
-        result = bisect(versions, measure, threshold=threshold, alpha=alpha, runs=runs, max_runs=max_runs)
+        try:
+            result = bisect(versions, measure, threshold=threshold, alpha=alpha, runs=runs, max_runs=max_runs)
+        except ValueError as err:  # the good or the bad release did not run: nothing to compare against
+            raise XeonftError(f"bisect {libs[0]}: {err}; see the cells in {out}") from None
         store.add_cells(runner.keys)
     timings["wall_seconds"] = time.time() - timings.pop("started")
     catalog.add(out, catalog.default_path(results_dir))
