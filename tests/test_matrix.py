@@ -100,8 +100,10 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
+    # the layout before `preset`, `instrument`, `memory_limit` and `stack` joined (each left out at its default)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True,
-                                                     "launch": {"instrument": True}})
+                                                     "launch": {"instrument": True, "memory_limit": True,
+                                                                "stack": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert cell.key("e") == old_key
     bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
