@@ -138,7 +138,7 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
         fault = "slow" if i >= 2 else "none"
         m = tiny_matrix(rows_file, tokenizer_dir, name=f"set{i}", repeats=3,
                         axes={"batch_size": [1, 2]}, exclude=[],
-                        measure={"warmup_steps": 1, "steps": 3})
+                        measure={"warmup_steps": 1, "steps": 8})
         m = m.model_copy(update={"cells": [c.model_copy(update={"launch": c.launch.model_copy(update={
             "inject_fault": fault if c.config.batch_size == 2 else "none"})}) for c in m.cells]})
         store = run_sweep(m, out=tmp_path / f"set{i}")
@@ -152,9 +152,11 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
                      "--alpha", "0.05"]) == 1
     out = capsys.readouterr().out
     assert "batch_size=2: slower" in out and "batch_size=1: slower" not in out
-    found = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10)}
+    # a step is looked for at alpha 0.05 where one was made, and must not appear at 0.01 where none was
+    found = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10, alpha=0.05)}
     slowed = next(s for label, s in found.items() if "batch_size=2" in label)
-    steady = next(s for label, s in found.items() if "batch_size=1" in label)
+    strict = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10, alpha=0.01)}
+    steady = next(s for label, s in strict.items() if "batch_size=1" in label)
     assert [p["x"] for p in slowed.points] == ["1.0", "1.1", "1.2"]
     assert [(st["before"], st["after"], st["verdict"]) for st in slowed.steps] == [("1.1", "1.2", "slower")]
     assert steady.steps == []
