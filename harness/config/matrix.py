@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.config.run import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
+from harness.config.units import parse_duration
 from harness.errors import XeonftError
 from harness.measure.fingerprint import is_secret
 
@@ -76,16 +77,6 @@ class AutoRepeats(BaseModel):
         if self.max < self.min:
             raise ValueError(f"max ({self.max}) is below min ({self.min})")
         return self
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '20m', '1.5h' or '300' -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    text = text.strip().lower()
-    try:
-        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 20m, 1.5h)") from None
 
 
 class MatrixFile(BaseModel):

@@ -24,3 +24,13 @@ def parse_bytes(text: str | int | float) -> int:
     if size < 64 * 2**20:
         raise ValueError(f"a memory budget of {size} bytes is too small to start Python (at least 64MiB)")
     return size
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '20m', '1.5h' or '300' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 20m, 1.5h)") from None

@@ -25,10 +25,8 @@ from harness.config.stack import Stack
 from harness.errors import XeonftError
 
 MARKER = "xeonft-stack.json"
-# what a freeze prints: first distribution of each name on sys.path wins, as import does
-FREEZE = ("import importlib.metadata as m, json\nseen = {}\nfor d in m.distributions():\n"
-          "    n = (d.metadata['Name'] or '').lower()\n    if n and n not in seen: seen[n] = d.version\n"
-          "print(json.dumps(dict(sorted(seen.items()))))")
+# the stack's interpreter imports harness through the shared site-packages: one rule for what "installed" means
+FREEZE = "import json; from harness.measure.fingerprint import packages; print(json.dumps(packages()))"
 
 
 def base_packages(python: str | None = None) -> dict[str, str]:

@@ -8,9 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.config.matrix import parse_duration
 from harness.config.run import load_config
-from harness.config.units import parse_bytes
+from harness.config.units import parse_bytes, parse_duration
 from harness.errors import XeonftError
 from harness.launch.console import console
 from harness.render.fmt import GIB
@@ -20,11 +19,10 @@ JOB_FLAGS = ("model", "tokenizer", "dataset", "precision", "seq_len", "train_siz
              "trust_remote_code")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise XeonftError(f"--margin: not a share: {text!r} (use e.g. 10%)") from None
+def _margin(text: str) -> float:
+    from harness.analysis.compare import parse_threshold
+
+    value = parse_threshold(text)
     if not 0 <= value < 1:
         raise XeonftError(f"--margin must be in [0%, 100%), not {text}")
     return value
@@ -69,7 +67,7 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
         raise XeonftError("--runs must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise XeonftError("--batch-size must be at least 1")
-    req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_fraction(args.margin),
+    req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_margin(args.margin),
                       batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
                       name=out.name, extra=extra, placements=chosen, max_repeats=args.runs)
     return req, out
