@@ -87,3 +87,48 @@ def test_packed_row_attention(benchmark, implementation):
         out.sum().backward()
 
     benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+
+
+def _peak_rss_above(fn: object) -> int:
+    """Bytes the process's peak RSS rose above its RSS before `fn` ran (VmHWM reset through clear_refs): the
+    transient memory of one call, as the kernel counted it."""
+    import psutil
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return -1
+    before = psutil.Process().memory_info().rss
+    fn()  # type: ignore[operator]
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    return hwm - before
+
+
+@pytest.mark.parametrize("implementation", ["trl", "fused"])
+@pytest.mark.parametrize("shape", ["smollm2-135m", "llama-3.2-1b"])
+def test_lm_head_and_loss(benchmark, implementation, shape):
+    """Forward + backward of the LM head and the loss over 2,048 tokens (batch 4 x 512), bf16 weights, as SFTTrainer
+    computes them: trl's tiled log-probabilities against harness/cell/head.py's fused chunks. extra_info has the
+    transient memory of one call (peak RSS above the RSS before it)."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    from harness.cell.head import FusedLogProb
+
+    fn = {"trl": ChunkedLogProbFunction, "fused": FusedLogProb}[implementation]
+    hidden, vocab = SHAPES[shape]["hidden_size"], SHAPES[shape]["vocab_size"]
+    torch.manual_seed(0)
+    weight = (torch.randn(vocab, hidden) * hidden**-0.5).to(torch.bfloat16)
+    x = torch.randn(2048, hidden, dtype=torch.bfloat16, requires_grad=True)
+    targets = torch.randint(0, vocab, (2048,))
+
+    def step() -> None:
+        x.grad = None
+        logp, *_ = fn.apply(x, weight, None, targets, 1.0, 32768, None, 1.0, ("entropy", "is_top1"))
+        (-logp.mean()).backward()
+
+    step()  # compile (fused) outside the measured rounds
+    benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["tokens_per_s"] = 2048 / benchmark.stats.stats.mean

@@ -14,7 +14,8 @@ from tests.conftest import disk_records, tiny_matrix
 
 # What a preset may change without changing what is trained: how each step is computed, never the data, the
 # model, LoRA, the optimizer's algorithm, the learning-rate schedule or the samples per optimizer step.
-HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpointing", "optim", "threads"}
+HOW_NOT_WHAT = {"precision", "backend", "attn_implementation", "gradient_checkpointing", "optim", "threads",
+                "lm_head"}
 
 
 def by_axes(store, **want):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from harness.cell.attention import use_attention
+from harness.cell.head import use_fused_head
 from harness.cell.prompts import tokenize_example
 from harness.config.run import FinetuneConfig
 
@@ -225,6 +226,8 @@ def build_trainer(
     """
     model.config.use_cache = False
     use_attention(model, cfg.attn_implementation)
+    if cfg.lm_head == "fused":
+        use_fused_head()
     if cfg.backend == "compile-layers":
         compile_layers(model)
     if cfg.gradient_checkpointing:

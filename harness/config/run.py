@@ -25,6 +25,8 @@ Precision = Literal["fp32", "bf16-autocast", "bf16", "bf16-mixed"]
 # needs IPEX, which only the seed-2025 environment has)
 Backend = Literal["eager", "compile", "compile-layers", "ipex"]
 COMPILED = ("compile", "compile-layers")
+# Fields that joined later: left out of digests and cell keys at their defaults, so earlier keys stay valid.
+LATER_CONFIG_DEFAULTS: dict[str, Any] = {"lm_head": "trl"}
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 
@@ -68,6 +70,9 @@ class FinetuneConfig(BaseModel):
     # sdpa (transformers' default: one row-sized block-diagonal mask for a packed row), eager, or varlen (causal
     # SDPA per packed document, no mask: see harness/attention.py)
     attn_implementation: Literal["sdpa", "eager", "varlen"] = "sdpa"
+    # trl (its tiled log-probabilities: SFTTrainer's own fused LM head) or fused (harness/cell/head.py: one GEMM per
+    # token chunk, folded in one compiled pass, the hidden-state gradient taken in the forward)
+    lm_head: Literal["trl", "fused"] = "trl"
     seed: int = 42
 
     precision: Precision = "bf16-autocast"
@@ -89,7 +94,9 @@ class FinetuneConfig(BaseModel):
 
     def digest(self) -> str:
         """A short stable hash of the configuration, for naming and matching runs."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # fields that joined later are left out at their defaults, so earlier runs keep their digests
+        later = {k for k, v in LATER_CONFIG_DEFAULTS.items() if getattr(self, k) == v}
+        text = json.dumps(self.model_dump(mode="json", exclude=later), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

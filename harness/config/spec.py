@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config.run import FinetuneConfig
+from harness.config.run import LATER_CONFIG_DEFAULTS, FinetuneConfig
 from harness.config.stack import Stack
 from harness.config.units import parse_bytes
 
@@ -102,6 +102,9 @@ class CellSpec(BaseModel):
         if at_default:
             launch = exclude.get("launch", {})
             exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch), **at_default}
+        config_at_default = {k: True for k, v in LATER_CONFIG_DEFAULTS.items() if getattr(self.config, k) == v}
+        if config_at_default:
+            exclude["config"] = config_at_default
         return self.model_dump(mode="json", exclude=exclude)
 
     def pair_key(self) -> str:
