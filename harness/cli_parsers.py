@@ -55,6 +55,8 @@ def size_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
     p.add_argument("--runs", type=int, default=3, help="runs of each placement at most, as the budget allows (3)")
+    p.add_argument("--soak-steps", type=int, default=200,
+                   help="most steps of the soak run that measures memory growth over the job (200; 0: none)")
     p.add_argument("--placements", help="only these placements, as THREADSxRANKS, e.g. 2x1,1x2 (default: all)")
     p.add_argument("--rows", type=int, help="model a dataset of N rows drawn from --dataset (with replacement)")
     p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64 (extrapolated)")

@@ -66,6 +66,24 @@ def test_the_memory_fit_recovers_a_known_slope():
     assert fit_memory([512, 512], [1.0, 2.0]) is None  # one token count fits no slope
 
 
+def test_the_growth_fit_projects_a_logarithmic_rise_and_bounds_it_with_a_line():
+    from harness.sizing.growth import fit_growth
+
+    steps = np.arange(1, 41)
+    # a peak that rises by 50 MiB per e-fold of the steps (record highs), on 1 GiB, step 1 holding the load
+    hwm = [int(3 * GIB)] + [int(GIB + 50 * 2**20 * np.log(n)) for n in steps[1:]]
+    g = fit_growth(hwm)
+    assert g is not None and g.steps == 40 and g.log_slope == pytest.approx(50 * 2**20, rel=1e-3)
+    point, upper = g.factors(400)
+    assert point == pytest.approx((GIB + 50 * 2**20 * np.log(400)) / (GIB + 50 * 2**20 * np.log(40)), rel=1e-3)
+    assert upper > point  # the straight line through the later half keeps growing
+    assert g.factors(40) == (1.0, 1.0) and g.factors(10) == (1.0, 1.0)
+    # a flat peak grows by nothing; too few steps fit no curve
+    flat = fit_growth([int(GIB)] * 30)
+    assert flat is not None and flat.factors(1000) == pytest.approx((1.0, 1.0))
+    assert fit_growth([int(GIB)] * 5) is None
+
+
 def test_amdahl_fit_recovers_the_serial_share():
     t1, serial = 100.0, 0.2
     cores = [1, 2, 4, 8]
@@ -203,7 +221,7 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     common = ["--model", "synthetic:tiny", "--tokenizer", str(tokenizer_dir), "--dataset", str(rows_file),
               "--seq-len", "512", "--precision", "fp32", "--no-gradient-checkpointing", "--attn-implementation",
               "varlen", "--eval-size", "4", "--eval-steps", "3", "--placements", "1x1", "--budget", "6m",
-              "--rows", "3000"]
+              "--rows", "3000", "--soak-steps", "0"]
     # calibrate: batch 1 and batch 16 under a roomy budget give the two peaks the real budget lies between
     calib = tmp_path / "calib"
     peaks = []
@@ -217,7 +235,7 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     out, report = tmp_path / "size", tmp_path / "report"
     assert cli.main(["size", *common, "--memory-limit", str(budget), "--margin", "0%", "--out", str(out),
                      "--report-out", str(report), "--cores", "8", "--price-per-hour", "3", "--validate", "0.5",
-                     "--runs", "2"]) == 0
+                     "--runs", "2", "--soak-steps", "24"]) == 0
     f = json.loads((out / "sizing.json").read_text())
     b = f["boundary"]
     # (under the cap the kernel reclaims file pages, so the boundary can lie past batch 16: it is still found)
@@ -231,12 +249,23 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     assert rec["batch_per_rank"] == b["fastest_safe_batch"] <= b["largest_ok"] and rec["placement"] == "1 x 1 thread"
     assert rec["cost"] == pytest.approx(rec["hours"] * 3)
     assert f["extrapolations"] == [] or f["extrapolations"][0]["extrapolation"]
+    # the soak: the recommended configuration for 24 of the job's steps, each step's peak recorded and fitted
+    soak = f["soak"]
+    assert soak["ran"] and soak["status"] == "ok" and soak["steps"] == 24 < soak["job_steps"] == rec["steps"]
+    soaked = records[soak["key"]]
+    assert len(soaked.result.steps) == 24 and all(st.hwm_bytes for st in soaked.result.steps)
+    assert [st.hwm_bytes for st in soaked.result.steps] == sorted(st.hwm_bytes for st in soaked.result.steps)
+    assert 1 <= soak["factor"] <= soak["factor_high"]
+    assert rec["projected_peak_bytes"] >= soak["projected_peak_bytes"] and rec["peak_from"].startswith("soak of 24")
+    assert rec["projected_peak_high_bytes"] >= rec["projected_peak_bytes"]
     v = f["validation"]
     assert v["status"] == "ok" and v["actual_seconds"] > 0 and v["actual_peak_bytes"] > 0
+    assert v["projected_peak_high_bytes"] >= v["projected_peak_bytes"] > 0
     assert 0.4 <= v["fraction"] <= 0.6
     assert (report / "index.html").is_file() and (report / "memory.png").is_file()
     text = (report / "report.md").read_text()
     assert "Validation: projected against actual" in text and "recommendation: batch" in text
+    assert "Memory over the job: the soak run" in text
     assert not _cell_processes()
 
 

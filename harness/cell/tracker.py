@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness.measure.memory import PhasePeaks
+from harness.measure.memory import PhasePeaks, vm_hwm
 from harness.measure.noise import NoiseWindow
 from harness.measure.steps import StepRecord, summarize_steps
 
@@ -82,7 +82,8 @@ class StepTracker(TrainerCallback):
         self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
                                      compute_seconds=compute, data_seconds=self._data_seconds,
                                      tokens=self._tokens, sequences=self._sequences,
-                                     allreduce_seconds=self._allreduce_seconds, **self._work))
+                                     allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(),
+                                     **self._work))
         self._tokens = self._sequences = 0
         self._work = dict.fromkeys(WORK, 0)
         self._allreduce_seconds = 0.0

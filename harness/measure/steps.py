@@ -32,6 +32,8 @@ class StepRecord:
     slots: int = 0
     doc_sq: int = 0
     row_sq: int = 0
+    # this process's peak RSS so far (VmHWM) at the step's end: how the peak grows over a run, step by step
+    hwm_bytes: int | None = None
 
 
 def measured_window(n_steps: int, timing_warmup: int, measured: int | None) -> slice:

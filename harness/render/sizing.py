@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,16 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
         "cores": e["cores"], "projected h": e["seconds"] / 3600, "speedup": e["speedup"],
         "kind": "extrapolation" if e["extrapolation"] else "within measured range", "from": e["from"]}
         for e in f.get("extrapolations") or []])
+    sk = f.get("soak") or {}
+    g = sk.get("growth") or {}
+    out["soak"] = pd.DataFrame([
+        ("steps run (of the job's)", f"{sk['steps']} ({sk['job_steps']})"), ("status", sk["status"]),
+        ("peak GiB (whole process tree)", (sk.get("peak_bytes") or 0) / GIB or None),
+        ("growth, MiB per doubling of the steps (one process)", (g.get("log_slope") or 0) * math.log(2) / 2**20),
+        ("growth over the later half, MiB per step (one process)", (g.get("linear_slope") or 0) / 2**20),
+        ("projected peak at the job's end GiB (log curve)", (sk.get("projected_peak_bytes") or 0) / GIB or None),
+        ("upper end GiB (straight line)", (sk.get("projected_peak_high_bytes") or 0) / GIB or None),
+        ("note", sk.get("note") or "")], columns=["", "value"]) if sk.get("ran") else pd.DataFrame()
     v = f.get("validation")
     out["validation"] = pd.DataFrame([
         ("steps (share of the job)", f"{v['steps']} ({v['fraction']:.0%})"), ("status", v["status"]),
@@ -87,7 +98,8 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
         ("time error", "did not finish" if v["time_error"] is None else f"{v['time_error']:+.1%}"),
         ("inside the interval", {True: "yes", False: "no", None: "-"}[v["inside_interval"]]),
         ("reason", v.get("reason") or ""),
-        ("projected peak GiB", (v["projected_peak_bytes"] or 0) / GIB),
+        ("projected peak GiB (upper end)", f"{(v['projected_peak_bytes'] or 0) / GIB:.2f} "
+                                           f"({(v.get('projected_peak_high_bytes') or 0) / GIB:.2f})"),
         ("actual peak GiB", (v["actual_peak_bytes"] or 0) / GIB),
         ("memory error", f"{(v['memory_error'] or 0):+.1%}"),
         ("CPU steal during measured steps", num((v.get("noise") or {}).get("steal_share"))),
@@ -159,7 +171,8 @@ def _save(fig: Any, path: Path, plt: Any, caption: str) -> tuple[Path, str]:
 
 SECTIONS = (("job", "The job, as trl packs it"), ("probes", "The boundary: probes"),
             ("predicted", "Largest batch by budget"), ("breakdown", "Memory by part (analytic beside measured)"),
-            ("placements", "Placements"), ("extrapolations", "More cores than here"),
+            ("placements", "Placements"), ("soak", "Memory over the job: the soak run"),
+            ("extrapolations", "More cores than here"),
             ("validation", "Validation: projected against actual"))
 
 

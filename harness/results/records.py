@@ -44,6 +44,7 @@ class StepRow(_Open):
     data_seconds: float | None = None
     loss: float | None = None
     allreduce_seconds: float = 0.0
+    hwm_bytes: int | None = None
 
 
 class Summary(_Open):

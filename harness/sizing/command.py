@@ -65,11 +65,14 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
     chosen = _placements(args.placements) if args.placements else ()
     if args.runs < 1:
         raise XeonftError("--runs must be at least 1")
+    if args.soak_steps < 0:
+        raise XeonftError("--soak-steps must be 0 (no soak) or more")
     if args.batch_size is not None and args.batch_size < 1:
         raise XeonftError("--batch-size must be at least 1")
     req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_margin(args.margin),
                       batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
-                      name=out.name, extra=extra, placements=chosen, max_repeats=args.runs)
+                      name=out.name, extra=extra, placements=chosen, max_repeats=args.runs,
+                      soak_max=args.soak_steps)
     return req, out
 
 
@@ -118,6 +121,12 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
     lines.append(f"recommendation: batch {rec['batch_per_rank']} per rank, {rec['placement']}, provision "
                  f"{rec['provision_gib']} GiB; the job ({rec['steps']} steps) takes {_hm(rec['projected_seconds'])}"
                  f"{interval}")
+    if rec.get("projected_peak_bytes"):
+        high = rec.get("projected_peak_high_bytes")
+        lines.append(f"  peak memory: {rec['projected_peak_bytes'] / GIB:.2f} GiB"
+                     + (f" (up to {high / GIB:.2f} GiB if it keeps growing as the soak's later half did)"
+                        if high and high > 1.01 * rec["projected_peak_bytes"] else "")
+                     + f", from the {rec.get('peak_from') or 'short runs (no soak: growth over the job not included)'}")
     if rec.get("indistinguishable_from"):
         lines.append(f"  cannot tell apart from: {', '.join(rec['indistinguishable_from'])}")
     if rec.get("cost") is not None:
@@ -129,11 +138,13 @@ def summary_lines(f: dict[str, Any]) -> list[str]:
     if v:
         memory = (f"peak memory projected {(v['projected_peak_bytes'] or 0) / GIB:.2f} GiB, actual "
                   f"{(v['actual_peak_bytes'] or 0) / GIB:.2f} GiB ({(v['memory_error'] or 0):+.1%})")
+        if v.get("projected_peak_high_bytes") and v.get("actual_peak_bytes"):
+            memory += (", inside the projected range" if v["actual_peak_bytes"] <= v["projected_peak_high_bytes"]
+                       else f", above the projected range's top ({v['projected_peak_high_bytes'] / GIB:.2f} GiB)")
         g = v.get("memory_growth")
         if g and g["rss_last_minute"] > 1.1 * g["rss_after_first_minute"]:
             memory += (f"; memory grew during the run, {g['rss_after_first_minute'] / GIB:.2f} -> "
-                       f"{g['rss_last_minute'] / GIB:.2f} GiB ({g['bytes_per_step'] / 2**20:+.1f} MiB per step): the "
-                       "probes' few steps cannot see that, provision from this run's peak")
+                       f"{g['rss_last_minute'] / GIB:.2f} GiB ({g['bytes_per_step'] / 2**20:+.1f} MiB per step)")
         if v["time_error"] is None:
             lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job) did not finish: "
                          f"{v['status']}, {v['reason']}; {memory}")

@@ -42,10 +42,12 @@ from harness.sizing.fit import breakdown, fit_memory
 from harness.sizing.job import job_shape
 from harness.sizing.project import JobShape
 from harness.sizing.search import Probe, search
+from harness.sizing.soak import soak
 
 GIB = 2**30
 AT_LIMIT = 0.98  # a peak this close to the budget was limited by it, not measured
-PROBE_SHARE = 0.45  # of the time budget, for the boundary search; the rest for placements
+PROBE_SHARE = 0.45  # of the time budget, for the boundary search; the rest for placements and the soak
+SOAK_SHARE = 0.25  # of the time budget, kept for the soak run (placement repeats stop short of it)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SizeRequest:
     probe_steps: tuple[int, int] = (1, 2)  # timing warm-up, measured
     run_steps: tuple[int, int] = (1, 3)
     max_repeats: int = 3
+    soak_max: int = 200  # most steps of the soak run (0: none)
     probe_eval_rows: int = 16
     predict_budgets: tuple[int, ...] = (64 * GIB, 128 * GIB, 256 * GIB)
     cores: tuple[int, ...] = ()  # core counts to extrapolate the job's time to
@@ -165,7 +168,7 @@ class Sizing:
             order = plans if r == 0 else sorted(plans, key=lambda pr: -median_speed(runs[pr[0]]))
             for place, per_rank in order:
                 walls = [rec.wall_seconds for rec in runs[place] if rec.wall_seconds]
-                if r > 0 and walls and self.elapsed() + max(walls) > req.budget_s:
+                if r > 0 and walls and self.elapsed() + max(walls) > req.budget_s * (1 - SOAK_SHARE):
                     console.print(f"[yellow]size:[/] no room in the time budget for run {r + 1} of "
                                   f"{place.label()} (about {max(walls):.0f} s)")
                     continue
@@ -224,6 +227,7 @@ def size(req: SizeRequest, out: Path) -> dict[str, Any]:
         findings["placements"] = [placement_row(p, recs, job, probe_job, req) for p, recs in runs.items()]
         findings["scaling"] = (sc := scaling_fit(findings["placements"])) and sc.__dict__
         findings["recommendation"] = recommend(findings, fit, req, row_tokens)
+        findings["soak"] = soak(s, findings)
         findings["extrapolations"] = extrapolate(findings, sc, req)
         findings["elapsed_s"] = s.elapsed()
         s.store.add_cells(s.runner.keys)

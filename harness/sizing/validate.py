@@ -15,6 +15,7 @@ from harness.launch.runner import Runner
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.results.store import ResultStore, write_json
 from harness.sizing import cells as C
+from harness.sizing.growth import Growth
 from harness.sizing.project import JobShape, RunRates, project, schedule
 from harness.sizing.size import load_findings
 
@@ -51,7 +52,12 @@ def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
         record = runner.run(spec, f"validation {steps} steps", "validation")
         store.add_cells(runner.keys)
     peak = record.memory.peak_rss_bytes if record.memory else None
-    projected_peak = rec.get("projected_peak_bytes")
+    projected_peak, projected_high = rec.get("projected_peak_bytes"), rec.get("projected_peak_high_bytes")
+    soaked = findings.get("soak") or {}
+    if soaked.get("growth") and soaked.get("peak_bytes"):  # the peak at the steps validated, not the job's
+        point, upper = Growth(**soaked["growth"]).factors(steps)
+        projected_peak = max(soaked["peak_bytes"] * point, rec.get("measured_peak_bytes") or 0)
+        projected_high = max(projected_peak, soaked["peak_bytes"] * upper)
     finished = record.status in ("ok", "disturbed")
     noise = ((record.result.model_extra or {}).get("noise") if record.result else None) or {}
     result = {
@@ -64,6 +70,7 @@ def validate(out: Path, fraction: float = 1.0) -> dict[str, Any]:
                             and proj.low <= record.wall_seconds <= proj.high) if finished else None,
         "actual_parts": _actual_parts(record),
         "projected_peak_bytes": projected_peak, "actual_peak_bytes": peak,
+        "projected_peak_high_bytes": projected_high,
         "memory_error": (peak / projected_peak - 1) if peak and projected_peak else None,
         "noise": noise, "foreign_cpu_cores": (record.memory.foreign_cpu_cores_mean if record.memory else None),
         "key": record.key,
