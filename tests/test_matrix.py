@@ -100,14 +100,17 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
-    # the layout before `preset`, `instrument`, `memory_limit` and `stack` joined (each left out at its default)
+    # the layout before `preset`, `instrument`, `memory_limit`, `stack` and `lm_head` joined (each left out at its
+    # default)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
-                                                                "stack": True}})
+                                                                "stack": True}, "config": {"lm_head": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert cell.key("e") == old_key
     bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
     assert bare.key("e") != cell.key("e") and bare.pair_key() == cell.pair_key()
+    fused = parse_matrix(doc(fixed={"model": "synthetic:tiny", "lm_head": "fused"})).cells[0]
+    assert fused.key("e") != cell.key("e") and fused.config.digest() != cell.config.digest()
 
 
 def test_an_unknown_preset_is_refused():

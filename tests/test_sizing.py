@@ -82,6 +82,10 @@ def test_the_growth_fit_projects_a_logarithmic_rise_and_bounds_it_with_a_line():
     flat = fit_growth([int(GIB)] * 30)
     assert flat is not None and flat.factors(1000) == pytest.approx((1.0, 1.0))
     assert fit_growth([int(GIB)] * 5) is None
+    # readings that fall back (two ranks' peaks interleaved) are read as the peak so far
+    zigzag = [int(GIB + (n % 2) * 100 * 2**20 + n * 2**20) for n in range(1, 31)]
+    z = fit_growth(zigzag)
+    assert z is not None and z.last_bytes == max(zigzag)
 
 
 def test_amdahl_fit_recovers_the_serial_share():

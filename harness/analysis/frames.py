@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config.run import LATER_CONFIG_DEFAULTS
 from harness.errors import XeonftError
 from harness.measure.flops import cell_efficiency
 from harness.measure.onednn import top_gemm
@@ -18,7 +19,7 @@ from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "gradient_accumulation_steps", "seq_len", "threads",
-                "gradient_checkpointing", "attn_implementation", "optim", "packing", "lora_r")
+                "gradient_checkpointing", "attn_implementation", "lm_head", "optim", "packing", "lora_r")
 LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument")
 # Fields that never tell two configurations apart for a reader (set by the sweep, or the same for every cell).
 NOT_LABELS = {"max_steps", "save_checkpoints", "logging_steps", "eval_steps", "prompts", "repeat", "timeout_s",
@@ -71,7 +72,8 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     eff = cell_efficiency(r, peak)
     row: dict[str, Any] = {"key": r.key, "match_key": r.match_key, "identity": identity(r), "repeat": r.repeat,
                            "status": r.status, "reason": r.reason}
-    row.update({c: cfg.get(c, r.axes.get(c)) for c in SPEC_COLUMNS})
+    # a field that joined later is missing from earlier records: they ran at its default
+    row.update({c: cfg.get(c, r.axes.get(c, LATER_CONFIG_DEFAULTS.get(c))) for c in SPEC_COLUMNS})
     row.update({c: launch.get(c, r.axes.get(c)) for c in LAUNCH_COLUMNS})
     row["preset"] = r.spec.get("preset", "none")
     row["pair_key"] = pair_identity(r)

@@ -84,8 +84,8 @@ def tables(f: dict[str, Any]) -> dict[str, pd.DataFrame]:
     out["soak"] = pd.DataFrame([
         ("steps run (of the job's)", f"{sk['steps']} ({sk['job_steps']})"), ("status", sk["status"]),
         ("peak GiB (whole process tree)", (sk.get("peak_bytes") or 0) / GIB or None),
-        ("growth, MiB per doubling of the steps (one process)", (g.get("log_slope") or 0) * math.log(2) / 2**20),
-        ("growth over the later half, MiB per step (one process)", (g.get("linear_slope") or 0) / 2**20),
+        ("growth, MiB per doubling of the steps (all ranks)", (g.get("log_slope") or 0) * math.log(2) / 2**20),
+        ("growth over the later half, MiB per step (all ranks)", (g.get("linear_slope") or 0) / 2**20),
         ("projected peak at the job's end GiB (log curve)", (sk.get("projected_peak_bytes") or 0) / GIB or None),
         ("upper end GiB (straight line)", (sk.get("projected_peak_high_bytes") or 0) / GIB or None),
         ("note", sk.get("note") or "")], columns=["", "value"]) if sk.get("ran") else pd.DataFrame()

@@ -24,7 +24,10 @@ def combine_ranks(ranks: list[dict[str, Any]], timing_warmup: int, measured: int
         slowest = max(per, key=lambda s: s["seconds"])
         steps.append({**slowest, "tokens": sum(s["tokens"] for s in per),
                       "sequences": sum(s["sequences"] for s in per), "loss": per[0].get("loss"),
-                      "allreduce_seconds": max(s.get("allreduce_seconds", 0.0) for s in per)})
+                      "allreduce_seconds": max(s.get("allreduce_seconds", 0.0) for s in per),
+                      # every rank's peak so far, summed: what the ranks together have needed by this step
+                      "hwm_bytes": sum(s["hwm_bytes"] for s in per) if all(s.get("hwm_bytes") for s in per)
+                      else None})
     records = steps_from_records(steps)
     evals = by_rank[0].get("evals", [])
     # trl gathers its token count across ranks already: rank 0's is the global one

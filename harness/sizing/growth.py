@@ -22,7 +22,7 @@ MIN_STEPS = 8  # fewer measured steps fit no curve
 @dataclass(frozen=True)
 class Growth:
     steps: int  # the soak's steps
-    last_bytes: float  # the peak so far at its last step (one process)
+    last_bytes: float  # the peak so far at its last step
     log_intercept: float  # peak ~ log_intercept + log_slope * ln(step)
     log_slope: float
     linear_slope: float  # bytes per step over the later half
@@ -42,11 +42,13 @@ class Growth:
 
 
 def fit_growth(hwm: list[int | None]) -> Growth | None:
-    """The curves through one process's per-step peaks (step 1 holds loading and first-touch allocation: left out)."""
+    """The curves through per-step peaks so far, of one process or summed over ranks (step 1 holds loading and
+    first-touch allocation: left out)."""
     pts = [(i + 1, float(v)) for i, v in enumerate(hwm) if v and i >= 1]
     if len(pts) < MIN_STEPS:
         return None
     n, y = np.asarray(pts, float).T
+    y = np.maximum.accumulate(y)  # a peak so far never falls (ranks' readings can interleave; keep the highest)
     slope, intercept = np.polyfit(np.log(n), y, 1)
     half = n >= n[len(n) // 2]
     linear = float(np.polyfit(n[half], y[half], 1)[0]) if half.sum() >= 3 else 0.0
