@@ -1,5 +1,5 @@
-"""Microbenchmarks (pytest-benchmark): GEMM per dtype, one LoRA training step per precision, and the attention of
-one packed row (masked sdpa vs per-document varlen).
+"""Microbenchmarks (pytest-benchmark): GEMM per dtype, one LoRA training step per precision, the attention of one
+packed row (masked sdpa vs per-document varlen), and the LM head with the loss (trl's tiles vs the fused chunks).
 
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-autosave        # record
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-compare         # against the last record

@@ -239,7 +239,7 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     out, report = tmp_path / "size", tmp_path / "report"
     assert cli.main(["size", *common, "--memory-limit", str(budget), "--margin", "0%", "--out", str(out),
                      "--report-out", str(report), "--cores", "8", "--price-per-hour", "3", "--validate", "0.5",
-                     "--runs", "2", "--soak-steps", "24"]) == 0
+                     "--runs", "2", "--soak-steps", "12"]) == 0
     f = json.loads((out / "sizing.json").read_text())
     b = f["boundary"]
     # (under the cap the kernel reclaims file pages, so the boundary can lie past batch 16: it is still found)
@@ -253,14 +253,14 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     assert rec["batch_per_rank"] == b["fastest_safe_batch"] <= b["largest_ok"] and rec["placement"] == "1 x 1 thread"
     assert rec["cost"] == pytest.approx(rec["hours"] * 3)
     assert f["extrapolations"] == [] or f["extrapolations"][0]["extrapolation"]
-    # the soak: the recommended configuration for 24 of the job's steps, each step's peak recorded and fitted
+    # the soak: the recommended configuration for 12 of the job's steps, each step's peak recorded and fitted
     soak = f["soak"]
-    assert soak["ran"] and soak["status"] == "ok" and soak["steps"] == 24 < soak["job_steps"] == rec["steps"]
+    assert soak["ran"] and soak["status"] == "ok" and soak["steps"] == 12 < soak["job_steps"] == rec["steps"]
     soaked = records[soak["key"]]
-    assert len(soaked.result.steps) == 24 and all(st.hwm_bytes for st in soaked.result.steps)
+    assert len(soaked.result.steps) == 12 and all(st.hwm_bytes for st in soaked.result.steps)
     assert [st.hwm_bytes for st in soaked.result.steps] == sorted(st.hwm_bytes for st in soaked.result.steps)
     assert 1 <= soak["factor"] <= soak["factor_high"]
-    assert rec["projected_peak_bytes"] >= soak["projected_peak_bytes"] and rec["peak_from"].startswith("soak of 24")
+    assert rec["projected_peak_bytes"] >= soak["projected_peak_bytes"] and rec["peak_from"].startswith("soak of 12")
     assert rec["projected_peak_high_bytes"] >= rec["projected_peak_bytes"]
     v = f["validation"]
     assert v["status"] == "ok" and v["actual_seconds"] > 0 and v["actual_peak_bytes"] > 0
