@@ -79,7 +79,9 @@ def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
 
 class FusedLogProb(torch.autograd.Function):
     """Per-token log-probabilities of `hidden @ weight.T` (+ bias), with trl's `ChunkedLogProbFunction` arguments
-    and outputs: (log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1); the middle two are not computed."""
+    and outputs: (log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1); the middle two are not computed, and
+    `chunk_size` (trl's vocabulary tile width) is not used: each chunk spans the whole vocabulary. An fp32 head under
+    autocast is cast to bf16 once a call (one head-sized copy); the fast preset's bf16 weights need none."""
 
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
