@@ -80,3 +80,13 @@ def test_use_fused_head_routes_trls_fused_forward(monkeypatch):
     assert calls and after.item() == pytest.approx(before.item(), rel=1e-5)
     # and the model's own unfused loss agrees
     assert model(input_ids=ids, labels=ids).loss.item() == pytest.approx(after.item(), rel=1e-4)
+
+
+def test_a_trl_without_the_hook_makes_the_fused_head_unavailable(monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    from harness.errors import Unavailable
+
+    monkeypatch.delattr(trl_utils, "_ChunkedLogProbFunction")
+    with pytest.raises(Unavailable, match="lm_head fused needs trl's fused LM head"):
+        use_fused_head()
