@@ -161,12 +161,14 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
     assert [(st["before"], st["after"], st["verdict"]) for st in slowed.steps] == [("1.1", "1.2", "slower")]
     assert steady.steps == []
     assert all(p["work"]["tokens_per_step"] > 0 for p in slowed.points)
-    report = tmp_path / "history"
-    assert cli.main(["history", "--catalog", str(db), "--by", "peft", "--out", str(report),
-                     "--threshold", "10%"]) == 0
-    text = (report / "report.md").read_text()
-    assert "peft 1.1 -> 1.2" in text and "no change point" in text
-    assert (report / "index.html").is_file()
+    # the page, at the two alphas the series were checked at above (the same data give the same series): the step
+    # where one was made, and a cell without one
+    for alpha, shown in (("0.05", "peft 1.1 -> 1.2"), ("0.01", "no change point")):
+        report = tmp_path / f"history-{alpha}"
+        assert cli.main(["history", "--catalog", str(db), "--by", "peft", "--out", str(report),
+                         "--threshold", "10%", "--alpha", alpha]) == 0
+        assert shown in (report / "report.md").read_text()
+        assert (report / "index.html").is_file()
 
 
 def test_each_cell_records_its_packages_and_the_xeonft_commit(sweep):
