@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from harness.analysis.stats import decide
+from harness.render.fmt import GIB
 from harness.results.records import CellRecord
 from harness.sizing import cells as C
 from harness.sizing.fit import fit_scaling
@@ -16,7 +17,6 @@ from harness.sizing.search import Probe, bounds, safe_batch
 if TYPE_CHECKING:
     from harness.sizing.size import SizeRequest
 
-GIB = 2**30
 
 
 def peak_of(record: CellRecord) -> int | None:

@@ -24,6 +24,7 @@ from harness.launch.runner import Runner
 from harness.launch.sweep import check_free_space
 from harness.launch.topology import cores, numa_nodes
 from harness.measure.fingerprint import environment_key, fingerprint
+from harness.render.fmt import GIB
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore, write_json
 from harness.sizing import cells as C
@@ -44,7 +45,6 @@ from harness.sizing.project import JobShape
 from harness.sizing.search import Probe, search
 from harness.sizing.soak import soak
 
-GIB = 2**30
 AT_LIMIT = 0.98  # a peak this close to the budget was limited by it, not measured
 PROBE_SHARE = 0.45  # of the time budget, for the boundary search; the rest for placements and the soak
 SOAK_SHARE = 0.25  # of the time budget, kept for the soak run (placement repeats stop short of it)

@@ -8,13 +8,13 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from harness.launch.console import console
+from harness.render.fmt import GIB
 from harness.sizing import cells as C
 from harness.sizing.growth import MIN_STEPS, fit_growth
 
 if TYPE_CHECKING:
     from harness.sizing.size import Sizing
 
-GIB = 2**30
 
 
 def soak_steps(row: dict[str, Any], seconds_left: float, most: int) -> int:
