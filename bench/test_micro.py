@@ -1,5 +1,6 @@
 """Microbenchmarks (pytest-benchmark): GEMM per dtype, one LoRA training step per precision, the attention of one
-packed row (masked sdpa vs per-document varlen), and the LM head with the loss (trl's tiles vs the fused chunks).
+packed row (masked sdpa vs per-document varlen vs loop-free docbatch), compiled decoder layers per attention and
+checkpointing, and the LM head with the loss (trl's tiles vs the fused chunks).
 
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-autosave        # record
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-compare         # against the last record
@@ -57,11 +58,14 @@ def test_lora_step_smollm2_shape(benchmark, precision):
     benchmark.extra_info["tokens_per_s"] = 256 / benchmark.stats.stats.mean
 
 
-@pytest.mark.parametrize("implementation", ["sdpa", "varlen"])
+LENGTHS = [90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 118]  # 12 documents, 2048 tokens: batch 4 x 512
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "varlen", "docbatch"])
 def test_packed_row_attention(benchmark, implementation):
     """Forward + backward of one SmolLM2-135M-shaped attention layer over a packed row of 2048 tokens holding 12
-    documents, as trl's padding-free batch 4 x 512 gives it: sdpa computes the whole row under a block mask,
-    varlen each document alone."""
+    documents, as trl's padding-free batch 4 x 512 gives it, eager: sdpa computes the whole row under a block mask,
+    varlen each document alone, docbatch the documents padded to the longest in one batch."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRotaryEmbedding
 
@@ -72,7 +76,7 @@ def test_packed_row_attention(benchmark, implementation):
     use_attention(type("M", (), {"config": config})(), implementation)
     layer = LlamaAttention(config, layer_idx=0).to(torch.bfloat16)
     layer.requires_grad_(False)
-    lengths = torch.tensor([90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 118])
+    lengths = torch.tensor(LENGTHS)
     pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
     cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
     mask = None
@@ -83,18 +87,70 @@ def test_packed_row_attention(benchmark, implementation):
     cos_sin = LlamaRotaryEmbedding(config)(x, pos)
 
     def step() -> None:
-        out, _ = layer(x, position_embeddings=cos_sin, attention_mask=mask, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
+        out, _ = layer(x, position_embeddings=cos_sin, attention_mask=mask, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                       max_length_q=max(LENGTHS), max_length_k=max(LENGTHS))
         out.sum().backward()
 
     benchmark.pedantic(step, rounds=5, warmup_rounds=1)
 
 
+@pytest.mark.parametrize("checkpointing", ["none", "selective"])
+@pytest.mark.parametrize("implementation", ["varlen", "docbatch"])
+def test_compiled_decoder_layers(benchmark, implementation, checkpointing):
+    """Forward + backward of two Llama-3.2-1B-shaped decoder layers, bf16, each compiled as the fast preset does
+    (`compile-layers`), over the packed row above: varlen's loop runs eagerly between two graphs per layer, docbatch
+    compiles whole; selective checkpointing recomputes the element-wise ops in the backward pass. extra_info has the
+    graph breaks and the transient memory of one call (what the backward pass kept, mostly)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+    from harness.cell.attention import use_attention
+    from harness.cell.checkpointing import _checkpointed
+
+    config = LlamaConfig(**{**SHAPES["llama-3.2-1b"], "vocab_size": 100}, max_position_embeddings=4096)
+    use_attention(type("M", (), {"config": config})(), implementation)
+    torch.manual_seed(0)
+    layers = [LlamaDecoderLayer(config, layer_idx=i).to(torch.bfloat16).requires_grad_(False) for i in range(2)]
+    torch._dynamo.reset()
+    counters.clear()
+    for layer in layers:
+        layer.self_attn.q_proj.weight.requires_grad_(True)  # a trainable weight in each layer, as LoRA's would be
+        if checkpointing == "selective":
+            layer.forward = functools.partial(_checkpointed, layer.forward)
+        layer.compile(dynamic=True)
+    lengths = torch.tensor(LENGTHS)
+    pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
+    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
+    x = torch.randn(1, 2048, config.hidden_size, dtype=torch.bfloat16, requires_grad=True)
+    cos_sin = LlamaRotaryEmbedding(config)(x, pos)
+
+    def step() -> None:
+        h = x
+        for layer in layers:
+            h = layer(h, position_embeddings=cos_sin, attention_mask=None, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                      max_length_q=max(LENGTHS), max_length_k=max(LENGTHS))
+        h.float().pow(2).mean().backward()
+
+    step()  # compile outside the measured rounds
+    benchmark.extra_info["graph_breaks"] = sum(counters["graph_break"].values())
+    benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["tokens_per_s"] = 2048 / benchmark.stats.stats.mean
+    torch._dynamo.reset()
+
+
 def _peak_rss_above(fn: object) -> int:
-    """Bytes the process's peak RSS rose above its RSS before `fn` ran (VmHWM reset through clear_refs): the
-    transient memory of one call, as the kernel counted it."""
+    """Bytes the process's peak RSS rose above its RSS before `fn` ran (VmHWM reset through clear_refs, after glibc
+    hands its free pages back): the transient memory of one call, as the kernel counted it."""
+    import ctypes
+
     import psutil
 
     try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # else memory freed by earlier calls hides this one's
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:

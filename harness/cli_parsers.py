@@ -5,6 +5,20 @@ from __future__ import annotations
 import argparse
 
 
+def _checkpoint_mode(text: str) -> str:
+    if text != "selective":
+        raise argparse.ArgumentTypeError(f"'{text}': say --gradient-checkpointing for every layer's forward "
+                                         "recomputed, or --gradient-checkpointing selective")
+    return text
+
+
+def checkpointing_flags(p: argparse.ArgumentParser) -> None:
+    """`--gradient-checkpointing` (full), `--gradient-checkpointing selective`, `--no-gradient-checkpointing`."""
+    p.add_argument("--gradient-checkpointing", nargs="?", const=True, default=None, type=_checkpoint_mode,
+                   metavar="selective", help="recompute activations in the backward pass: each layer's whole "
+                   "forward, or (selective) only its element-wise ops, keeping GEMM and attention outputs")
+    p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false", default=None)
+
 def finetune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="run the recipe once (offline defaults: SmolLM2-135M on Alpaca demo rows)")
     p.add_argument("--config", help="YAML recipe file, or a shipped recipe name: recipe, quick, fast")
@@ -31,7 +45,7 @@ def finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=float)
     p.add_argument("--lora-init", help="olora | default | gaussian | pissa")
-    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    checkpointing_flags(p)
     p.add_argument("--prompt", action="append", dest="prompts", help="prompt to generate for (repeatable)")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--seed", type=int)
@@ -52,7 +66,7 @@ def size_parser(sub: argparse._SubParsersAction) -> None:
                        ("--save-steps", int), ("--backend", str), ("--attn-implementation", str)):
         p.add_argument(flag, type=kind)
     p.add_argument("--epochs", type=float, dest="num_train_epochs", help="epochs of the job (default: the recipe's)")
-    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    checkpointing_flags(p)
     p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
     p.add_argument("--runs", type=int, default=3, help="runs of each placement at most, as the budget allows (3)")
     p.add_argument("--soak-steps", type=int, default=200,

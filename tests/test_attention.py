@@ -1,4 +1,5 @@
-"""Per-document attention (varlen) computes what the masked sdpa does on a packed row, and nothing across rows."""
+"""Per-document attention (varlen, and docbatch loop-free) computes what the masked sdpa does on a packed row, and
+nothing across rows; docbatch keeps a compiled decoder layer in one graph as the documents change."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from harness.cell.attention import NAME, use_attention
+from harness.cell.attention import IMPLEMENTATIONS, use_attention
 
 
 def _tiny_llama():
@@ -31,7 +32,8 @@ def _packed(lengths: list[int]) -> dict[str, torch.Tensor]:
             "max_length_q": max(lengths), "max_length_k": max(lengths)}
 
 
-def test_varlen_matches_masked_sdpa_in_loss_and_gradients():
+@pytest.mark.parametrize("implementation", ["varlen", "docbatch"])
+def test_per_document_attention_matches_masked_sdpa_in_loss_and_gradients(implementation):
     model = _tiny_llama()
     lengths = [7, 19, 3, 12]
     batch = _packed(lengths)
@@ -45,8 +47,8 @@ def test_varlen_matches_masked_sdpa_in_loss_and_gradients():
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
 
-    use_attention(model, "varlen")
-    assert model.config._attn_implementation == NAME
+    use_attention(model, implementation)
+    assert model.config._attn_implementation == IMPLEMENTATIONS[implementation]
     out2 = model(**batch)
     out2.loss.backward()
     torch.testing.assert_close(out2.logits, out.logits, rtol=1e-4, atol=1e-5)
@@ -54,27 +56,50 @@ def test_varlen_matches_masked_sdpa_in_loss_and_gradients():
         torch.testing.assert_close(p.grad, grads[n], rtol=1e-3, atol=1e-6, msg=n)
 
 
-def test_varlen_keeps_documents_apart():
-    """Changing one document changes no other document's logits (the mask the varlen path never builds)."""
+@pytest.mark.parametrize("implementation", ["varlen", "docbatch"])
+def test_per_document_attention_keeps_documents_apart(implementation):
+    """Changing one document changes no other document's logits (the mask neither path builds); docbatch pads the
+    short first document to the longest, and its padding reaches nothing either."""
     model = _tiny_llama()
-    use_attention(model, "varlen")
-    batch = _packed([10, 10])
+    use_attention(model, implementation)
+    batch = _packed([6, 10, 4])
     other = {**batch, "input_ids": batch["input_ids"].clone()}
-    other["input_ids"][0, :10] = (other["input_ids"][0, :10] + 1) % 97
+    other["input_ids"][0, :6] = (other["input_ids"][0, :6] + 1) % 97
     with torch.no_grad():
         a, b = model(**batch).logits, model(**other).logits
-    torch.testing.assert_close(a[0, 10:], b[0, 10:])
-    assert not torch.allclose(a[0, :10], b[0, :10])
+    torch.testing.assert_close(a[0, 6:], b[0, 6:])
+    assert not torch.allclose(a[0, :6], b[0, :6])
 
 
-def test_varlen_without_boundaries_is_plain_causal_attention():
+@pytest.mark.parametrize("implementation", ["varlen", "docbatch"])
+def test_per_document_attention_without_boundaries_is_plain_causal_attention(implementation):
     model = _tiny_llama()
     ids = torch.randint(0, 97, (1, 16), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = model(input_ids=ids).logits
-        use_attention(model, "varlen")
+        use_attention(model, implementation)
         got = model(input_ids=ids).logits
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_docbatch_compiles_a_layer_whole_as_the_documents_change():
+    """A compiled decoder layer with docbatch traces once: no graph break, and no recompile when the next rows hold
+    another number of documents of other lengths (varlen, by design, breaks the graph around its loop)."""
+    from torch._dynamo.utils import counters
+
+    model = _tiny_llama()
+    use_attention(model, "docbatch")
+    torch._dynamo.reset()
+    counters.clear()
+    layers = model.model.layers
+    for layer in layers:
+        layer.compile(dynamic=True)
+    for lengths in ([7, 19, 3, 12], [30, 5], [4, 9, 11, 2, 6, 8], [25, 1, 14]):
+        model(**_packed(lengths)).loss.backward()
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    model.zero_grad()
+    torch._dynamo.reset()
 
 
 def test_unknown_attention_is_refused_by_the_config():

@@ -22,10 +22,11 @@ def by_axes(store, **want):
     return [r for r in disk_records(store) if all(r["axes"].get(k) == v for k, v in want.items())]
 
 
-def test_the_fast_preset_changes_only_how_a_step_is_computed():
-    fast = overlay_values("fast")
+@pytest.mark.parametrize("preset", ["fast", "lean"])
+def test_the_speed_presets_change_only_how_a_step_is_computed(preset):
+    fast = overlay_values(preset)
     assert fast and set(fast) <= HOW_NOT_WHAT
-    recipe, tuned = load_config(), load_config(preset="fast")
+    recipe, tuned = load_config(), load_config(preset=preset)
     def per_step(cfg):
         return cfg.batch_size * cfg.gradient_accumulation_steps
 
@@ -36,12 +37,13 @@ def test_the_fast_preset_changes_only_how_a_step_is_computed():
 
 @pytest.fixture(scope="module")
 def side_by_side(rows_file, tokenizer_dir, tmp_path_factory):
-    """The recipe's cell and the fast preset, each with a bare twin, in one sweep."""
+    """The recipe's cell and the fast preset, each with a bare twin, and the lean preset, in one sweep."""
     m = tiny_matrix(rows_file, tokenizer_dir, name="fastvs",
                     fixed={"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
                            "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0, "batch_size": 2,
                            "precision": "bf16-autocast"},
-                    axes={"preset": ["none", "fast"], "instrument": ["full", "bare"]}, exclude=[],
+                    axes={"preset": ["none", "fast", "lean"], "instrument": ["full", "bare"]},
+                    exclude=[{"preset": "lean", "instrument": "bare"}],
                     measure={"warmup_steps": 1, "steps": 4}, repeats=2)  # two runs a side: an interval over runs
     out = tmp_path_factory.mktemp("sweeps") / "fastvs"
     return run_sweep(m, out=out)
@@ -49,16 +51,19 @@ def side_by_side(rows_file, tokenizer_dir, tmp_path_factory):
 
 def test_fast_and_recipe_cells_train_the_same_samples_to_a_close_loss(side_by_side):
     records = disk_records(side_by_side)
-    assert [r["status"] for r in records] == ["ok"] * 8
-    recipe, fast = by_axes(side_by_side, preset="none", instrument="full")[0], \
-        by_axes(side_by_side, preset="fast", instrument="full")[0]
-    for r in (recipe, fast):
-        assert r["result"]["summary"]["measured_sequences"] > 0
-    # the same packed rows reach each optimizer step, whatever the micro-batching
-    assert [s["sequences"] for s in recipe["result"]["steps"]] == [s["sequences"] for s in fast["result"]["steps"]]
-    assert [s["tokens"] for s in recipe["result"]["steps"]] == [s["tokens"] for s in fast["result"]["steps"]]
-    assert fast["result"]["eval_loss"] == pytest.approx(recipe["result"]["eval_loss"], rel=0.02)
-    assert fast["spec"]["config"]["attn_implementation"] == "varlen"
+    assert [r["status"] for r in records] == ["ok"] * 10
+    recipe = by_axes(side_by_side, preset="none", instrument="full")[0]
+    for preset, attention in (("fast", "varlen"), ("lean", "docbatch")):
+        fast = by_axes(side_by_side, preset=preset, instrument="full")[0]
+        assert fast["result"]["summary"]["measured_sequences"] > 0
+        # the same packed rows reach each optimizer step, whatever the micro-batching
+        assert [s["sequences"] for s in recipe["result"]["steps"]] == [s["sequences"] for s in fast["result"]["steps"]]
+        assert [s["tokens"] for s in recipe["result"]["steps"]] == [s["tokens"] for s in fast["result"]["steps"]]
+        assert fast["result"]["eval_loss"] == pytest.approx(recipe["result"]["eval_loss"], rel=0.02)
+        assert fast["spec"]["config"]["attn_implementation"] == attention
+    lean = by_axes(side_by_side, preset="lean")[0]
+    assert lean["spec"]["config"]["gradient_checkpointing"] == "selective"
+    assert lean["result"]["compile"]["graph_breaks"] == 0  # the layer compiled whole, checkpoint and attention in it
 
 
 def test_a_bare_cell_runs_unwatched_and_the_report_measures_the_overhead(side_by_side, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from harness.cell.attention import use_attention
+from harness.cell.checkpointing import use_selective_checkpointing
 from harness.cell.head import use_fused_head
 from harness.cell.prompts import tokenize_example
 from harness.config.run import FinetuneConfig
@@ -55,10 +56,10 @@ def compile_layers(model: Any) -> int:
     """Regional compilation: torch.compile each decoder layer in place (`Module.compile`, so parameter names and
     saved adapters are unchanged). The layers share their code, so one compiled graph serves them all; the embedding,
     the LM head and trl's chunked loss stay eager. Returns the number of layers compiled."""
+    from harness.cell.checkpointing import decoder_layers
     from harness.errors import XeonftError
 
-    layers = next((m for name, m in model.named_modules()
-                   if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)), None)
+    layers = decoder_layers(model)
     if layers is None:
         raise XeonftError(f"backend compile-layers: no decoder layers (a ModuleList named '...layers') in "
                           f"{type(model).__name__}")
@@ -110,7 +111,7 @@ def sft_config(cfg: FinetuneConfig, output_dir: Path, has_eval: bool) -> Any:
         use_cpu=True,
         packing=cfg.packing,
         max_length=cfg.seq_len,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.gradient_checkpointing is True,  # selective: build_trainer wraps the layers
         torch_compile=cfg.backend == "compile",
         seed=cfg.seed,
         report_to="none",
@@ -228,9 +229,11 @@ def build_trainer(
     use_attention(model, cfg.attn_implementation)
     if cfg.lm_head == "fused":
         use_fused_head()
+    if cfg.gradient_checkpointing == "selective":
+        use_selective_checkpointing(model)  # before compiling: the compiled layer holds the checkpoint
     if cfg.backend == "compile-layers":
         compile_layers(model)
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing is True:
         # Checkpointed blocks over frozen embeddings need inputs that require grad; trl >= 1 does this for a
         # peft model it is handed, trl 0.18 (the seed-2025 stack) only for one it wraps itself.
         model.enable_input_require_grads()

@@ -66,10 +66,12 @@ class FinetuneConfig(BaseModel):
     save_checkpoints: bool = True
     packing: bool = True
     seq_len: int = Field(default=1024, ge=8)
-    gradient_checkpointing: bool = True
-    # sdpa (transformers' default: one row-sized block-diagonal mask for a packed row), eager, or varlen (causal
-    # SDPA per packed document, no mask: see harness/attention.py)
-    attn_implementation: Literal["sdpa", "eager", "varlen"] = "sdpa"
+    # true: each decoder layer's forward rerun in the backward pass; selective: only its element-wise ops
+    # (harness/cell/checkpointing.py); false: none
+    gradient_checkpointing: bool | Literal["selective"] = True
+    # sdpa (transformers' default: one row-sized block-diagonal mask for a packed row), eager, varlen (causal SDPA
+    # per packed document, no mask) or docbatch (the documents padded into one batch, loop-free): cell/attention.py
+    attn_implementation: Literal["sdpa", "eager", "varlen", "docbatch"] = "sdpa"
     # trl (its tiled log-probabilities: SFTTrainer's own fused LM head) or fused (harness/cell/head.py: one GEMM per
     # token chunk, folded in one compiled pass, the hidden-state gradient taken in the forward)
     lm_head: Literal["trl", "fused"] = "trl"

@@ -97,10 +97,12 @@ def cell_efficiency(record: CellRecord, manifest_peak: dict[str, Any] | None) ->
         return none
     tps = res.summary.tokens_per_second
     hardware = flops
-    if cfg.get("gradient_checkpointing"):
+    if cfg.get("gradient_checkpointing") is True:  # selective recomputes element-wise ops only: no GEMM
         hardware += recompute_flops(res.model, cfg.get("lora_r", 8), context, targets)
     row_context = _row_context(summary)
-    if cfg.get("attn_implementation", "sdpa") != "varlen" and row_context is not None and row_context > context:
+    # docbatch's padding to the longest document is not counted: its HFU is a lower bound
+    per_document = cfg.get("attn_implementation", "sdpa") in ("varlen", "docbatch")
+    if not per_document and row_context is not None and row_context > context:
         hardware += 3 * res.model["num_hidden_layers"] * 4 * res.model["hidden_size"] * (row_context - context)
     peak = cell_peak(record, manifest_peak)
     top = (peak or {}).get("fp32" if cfg.get("precision") == "fp32" else "bf16")

@@ -58,13 +58,14 @@ def lora_parameters(model: dict[str, Any], r: int, targets: str | list[str] | tu
     return model["num_hidden_layers"] * r * sum(i + o for n, (i, o) in linears.items() if n in lora_targets(targets))
 
 
-def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, checkpointing: bool,
+def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, checkpointing: bool | str,
               fit: MemoryFit | None) -> dict[str, Any] | None:
     """Analytic bytes by part, beside the measured fit. Weights: every parameter at its stored width; adapters:
     LoRA weights, gradients and AdamW's two moments in fp32 (16 bytes each); activations per token: what the
     backward pass keeps (each block's input under checkpointing, plus one block recomputed; every block's
-    intermediate tensors without), the logits (fp32 and their gradient, a bf16 copy under autocast). The
-    runtime (Python, torch, libraries, allocator slack) is what the measured fixed part leaves."""
+    intermediate tensors without; its GEMM and attention outputs under selective checkpointing), the logits (fp32
+    and their gradient, a bf16 copy under autocast). The runtime (Python, torch, libraries, allocator slack) is
+    what the measured fixed part leaves."""
     if any(model.get(k) is None for k in SHAPE_KEYS) or not model.get("parameters"):
         return None
     h, layers, inter, vocab = (model[k] for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
@@ -74,7 +75,10 @@ def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, 
     weights = model["parameters"] * weight_bytes
     adapters = lora_parameters(model, lora_r, targets) * 16
     block = (10 * h + 3 * inter) * act_bytes  # norms, q/k/v/o, rotary, MLP gate/up/act/down, residuals
-    blocks = (layers * h * act_bytes + block) if checkpointing else layers * block
+    if checkpointing == "selective":
+        blocks = layers * (7 * h + 2 * inter) * act_bytes  # input, q/k/v/o, attention, gate/up, down
+    else:
+        blocks = (layers * h * act_bytes + block) if checkpointing else layers * block
     logits = vocab * (4 + 4 + (2 if precision in ("bf16-autocast", "bf16-mixed") else 0))
     per_token = blocks + logits
     out: dict[str, Any] = {"weights_bytes": weights, "adapters_optimizer_bytes": adapters,

@@ -1,0 +1,64 @@
+"""Selective activation checkpointing: keep what the GEMMs and attention produced, recompute the rest.
+
+Full checkpointing (the recipe's) saves a decoder layer's input and reruns its whole forward in the backward pass: a
+second set of GEMMs, about a third more compute. Most of a layer's saved memory is not GEMM output but what the
+cheap element-wise ops between them leave (norm intermediates, rotary, SiLU and its product, autocast's copies), so
+saving the matmul and attention outputs and recomputing only those ops buys most of the memory back for a fraction
+of the time. torch's selective checkpointing does it per op; under `compile-layers` the policy goes into the
+compiled graph with the layer (it needs a layer that compiles whole: `attn_implementation docbatch`, not varlen).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+_ATEN = torch.ops.aten
+SAVED = frozenset({
+    _ATEN.mm.default, _ATEN.addmm.default, _ATEN.bmm.default, _ATEN.baddbmm.default,
+    _ATEN._scaled_dot_product_flash_attention_for_cpu.default,
+    _ATEN._scaled_dot_product_efficient_attention.default,
+    _ATEN._scaled_dot_product_flash_attention.default,
+})
+
+
+def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    return CheckpointPolicy.MUST_SAVE if op in SAVED else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _contexts() -> Any:
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+    return create_selective_checkpoint_contexts(_policy)
+
+
+def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    from torch.utils.checkpoint import checkpoint
+
+    if not torch.is_grad_enabled():  # evaluation: nothing is saved, nothing to recompute
+        return forward(*args, **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, context_fn=_contexts, **kwargs)
+
+
+def decoder_layers(model: Any) -> torch.nn.ModuleList | None:
+    """The model's decoder layers: the first ModuleList named '...layers' (Llama, Qwen, Mistral and kin)."""
+    return next((m for name, m in model.named_modules()
+                 if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)), None)
+
+
+def use_selective_checkpointing(model: Any) -> int:
+    """Wrap each decoder layer's forward in a selective checkpoint (before any compiling, so the compiled graph
+    holds it). Returns the number of layers wrapped."""
+    from harness.errors import XeonftError
+
+    layers = decoder_layers(model)
+    if layers is None:
+        raise XeonftError(f"gradient_checkpointing selective: no decoder layers (a ModuleList named '...layers') "
+                          f"in {type(model).__name__}")
+    for layer in layers:
+        layer.forward = functools.partial(_checkpointed, layer.forward)
+    return len(layers)
