@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,15 @@ ROWS = [
 ] * 2
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test reaches the Hub (see above) or the user's cache."""
-    monkeypatch.setenv("XEONFT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    # the tests' sweeps queue behind each other, not behind a real benchmark on this machine
-    monkeypatch.setenv("XEONFT_MACHINE_LOCK", str(tmp_path_factory.getbasetemp() / "bench.lock"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reaches the Hub (see above) or the user's cache. Session-wide, so that it is in place before the
+    module- and session-scoped sweep fixtures run (a function-scoped one comes after them)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XEONFT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        # the tests' sweeps queue behind each other, not behind a real benchmark on this machine
+        mp.setenv("XEONFT_MACHINE_LOCK", str(tmp_path_factory.getbasetemp() / "bench.lock"))
+        yield
 
 
 @pytest.fixture(scope="session")

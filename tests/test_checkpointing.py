@@ -68,6 +68,9 @@ def test_selective_checkpointing_is_a_config_and_flag_value():
     assert load_config(gradient_checkpointing="selective").gradient_checkpointing == "selective"
     with pytest.raises(XeonftError, match="gradient_checkpointing"):
         load_config(gradient_checkpointing="some")
+    with pytest.raises(XeonftError, match=r"^overrides: gradient_checkpointing selective .* docbatch") as err:
+        load_config(gradient_checkpointing="selective", backend="compile-layers", attn_implementation="varlen")
+    assert "\n" not in str(err.value) and "{" not in str(err.value)
     parse = build_parser().parse_args
     assert parse(["finetune", "--gradient-checkpointing", "selective"]).gradient_checkpointing == "selective"
     assert parse(["finetune", "--gradient-checkpointing"]).gradient_checkpointing is True

@@ -4,6 +4,7 @@ recipe, a bare twin for the instrumentation overhead, IPEX recorded as unavailab
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,10 @@ def by_axes(store, **want):
     return [r for r in disk_records(store) if all(r["axes"].get(k) == v for k, v in want.items())]
 
 
-@pytest.mark.parametrize("preset", ["fast", "lean"])
+LEAN = str(Path(__file__).parent.parent / "bench" / "matrices" / "presets" / "lean.yaml")
+
+
+@pytest.mark.parametrize("preset", ["fast", LEAN], ids=["fast", "lean"])
 def test_the_speed_presets_change_only_how_a_step_is_computed(preset):
     fast = overlay_values(preset)
     assert fast and set(fast) <= HOW_NOT_WHAT
@@ -42,8 +46,8 @@ def side_by_side(rows_file, tokenizer_dir, tmp_path_factory):
                     fixed={"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
                            "eval_size": 4, "seq_len": 64, "threads": 1, "warmup_steps": 0, "batch_size": 2,
                            "precision": "bf16-autocast"},
-                    axes={"preset": ["none", "fast", "lean"], "instrument": ["full", "bare"]},
-                    exclude=[{"preset": "lean", "instrument": "bare"}],
+                    axes={"preset": ["none", "fast", LEAN], "instrument": ["full", "bare"]},
+                    exclude=[{"preset": LEAN, "instrument": "bare"}],
                     measure={"warmup_steps": 1, "steps": 4}, repeats=2)  # two runs a side: an interval over runs
     out = tmp_path_factory.mktemp("sweeps") / "fastvs"
     return run_sweep(m, out=out)
@@ -53,7 +57,7 @@ def test_fast_and_recipe_cells_train_the_same_samples_to_a_close_loss(side_by_si
     records = disk_records(side_by_side)
     assert [r["status"] for r in records] == ["ok"] * 10
     recipe = by_axes(side_by_side, preset="none", instrument="full")[0]
-    for preset, attention in (("fast", "varlen"), ("lean", "docbatch")):
+    for preset, attention in (("fast", "varlen"), (LEAN, "docbatch")):
         fast = by_axes(side_by_side, preset=preset, instrument="full")[0]
         assert fast["result"]["summary"]["measured_sequences"] > 0
         # the same packed rows reach each optimizer step, whatever the micro-batching
@@ -61,7 +65,8 @@ def test_fast_and_recipe_cells_train_the_same_samples_to_a_close_loss(side_by_si
         assert [s["tokens"] for s in recipe["result"]["steps"]] == [s["tokens"] for s in fast["result"]["steps"]]
         assert fast["result"]["eval_loss"] == pytest.approx(recipe["result"]["eval_loss"], rel=0.02)
         assert fast["spec"]["config"]["attn_implementation"] == attention
-    lean = by_axes(side_by_side, preset="lean")[0]
+    _compiled_twice_the_same(*by_axes(side_by_side, preset="fast", instrument="full"))  # compile-layers
+    lean = by_axes(side_by_side, preset=LEAN)[0]
     assert lean["spec"]["config"]["gradient_checkpointing"] == "selective"
     assert lean["result"]["compile"]["graph_breaks"] == 0  # the layer compiled whole, checkpoint and attention in it
 
@@ -98,20 +103,22 @@ def test_ipex_where_it_cannot_load_is_unavailable_not_failed(rows_file, tokenize
 
 
 def test_a_compiled_cell_reports_compile_time_apart_and_reuses_the_cache(rows_file, tokenizer_dir, tmp_path):
-    m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile", "compile-layers"]},
+    """Whole-model compile, twice; compile-layers' cells (the fast preset's) are checked in the side-by-side sweep."""
+    m = tiny_matrix(rows_file, tokenizer_dir, name="compiled", axes={"backend": ["compile"]},
                     exclude=[], repeats=2, measure={"warmup_steps": 3, "steps": 2}, timeout_s=600)
     store = run_sweep(m, out=tmp_path / "compiled")
     records = disk_records(store)
-    assert [r["status"] for r in records] == ["ok"] * 4, [r.get("reason") for r in records]
-    layers = [r for r in records if r["axes"]["backend"] == "compile-layers"]
-    # two processes, the second from the cache: the same training
-    assert layers[0]["result"]["eval_loss"] == pytest.approx(layers[1]["result"]["eval_loss"])
-    first, second = (r for r in records if r["axes"]["backend"] == "compile")
-    for r in records:
+    assert [r["status"] for r in records] == ["ok"] * 2, [r.get("reason") for r in records]
+    _compiled_twice_the_same(*records)
+
+
+def _compiled_twice_the_same(first, second):
+    """Two processes, the second from the first one's graphs in the shared cache: the same training."""
+    assert first["result"]["eval_loss"] == pytest.approx(second["result"]["eval_loss"])
+    for r in (first, second):
         comp = r["result"]["compile"]
         assert comp["frames_compiled"] >= 1 and comp["compile_seconds"] > 0
         assert r["launch"]["env"]["TORCHINDUCTOR_CACHE_DIR"].endswith("inductor/default")
-    # the second process found the first one's graphs in the shared cache
     assert first["result"]["compile"]["fx_graph_cache_misses"] > 0
     assert second["result"]["compile"]["fx_graph_cache_hits"] > 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import XeonftError
 
@@ -89,6 +89,16 @@ class FinetuneConfig(BaseModel):
     def _one_prompt_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _selective_needs_a_whole_layer(self) -> FinetuneConfig:
+        # varlen's loop breaks a compiled layer's graph at the checkpoint, which then runs eagerly around compiled
+        # pieces: measured at twice the memory of no checkpointing (bench/test_micro.py), the opposite of its aim
+        if self.gradient_checkpointing == "selective" and self.backend == "compile-layers" \
+                and self.attn_implementation == "varlen":
+            raise ValueError("gradient_checkpointing selective under backend compile-layers needs a layer that "
+                             "compiles whole: attn_implementation docbatch (or sdpa), not varlen")
+        return self
+
     def replace(self, **changes: Any) -> FinetuneConfig:
         """A copy with some fields changed, validated like the original (None values are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -111,7 +121,9 @@ def explain(err: ValidationError, source: str, known: Any = None) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        if not e["loc"]:  # a rule across keys: the message names them
+            lines.append(f"{source}: {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(known)})")
         else:
             msg = e["msg"].removeprefix("Value error, ")
