@@ -19,6 +19,7 @@ def checkpointing_flags(p: argparse.ArgumentParser) -> None:
                    "forward, or (selective) only its element-wise ops, keeping GEMM and attention outputs")
     p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false", default=None)
 
+
 def finetune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="run the recipe once (offline defaults: SmolLM2-135M on Alpaca demo rows)")
     p.add_argument("--config", help="YAML recipe file, or a shipped recipe name: recipe, quick, fast")
