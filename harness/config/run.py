@@ -92,7 +92,7 @@ class FinetuneConfig(BaseModel):
     @model_validator(mode="after")
     def _selective_needs_a_whole_layer(self) -> FinetuneConfig:
         # varlen's loop breaks a compiled layer's graph at the checkpoint, which then runs eagerly around compiled
-        # pieces: measured at twice the memory of no checkpointing (bench/test_micro.py), the opposite of its aim
+        # pieces: measured at 1.8x the memory of no checkpointing (bench/test_micro.py), the opposite of its aim
         if self.gradient_checkpointing == "selective" and self.backend == "compile-layers" \
                 and self.attn_implementation == "varlen":
             raise ValueError("gradient_checkpointing selective under backend compile-layers needs a layer that "
