@@ -101,26 +101,28 @@ def test_compiled_decoder_layers(benchmark, implementation, checkpointing):
     (`compile-layers`), over the packed row above: varlen's loop runs eagerly between two graphs per layer, docbatch
     compiles whole; selective checkpointing recomputes the element-wise ops in the backward pass. extra_info has the
     graph breaks and the transient memory of one call (what the backward pass kept, mostly)."""
-    import functools
-
     from torch._dynamo.utils import counters
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
     from harness.cell.attention import use_attention
-    from harness.cell.checkpointing import _checkpointed
+    from harness.cell.checkpointing import use_selective_checkpointing
+    from harness.cell.recipe import compile_layers
 
     config = LlamaConfig(**{**SHAPES["llama-3.2-1b"], "vocab_size": 100}, max_position_embeddings=4096)
     use_attention(type("M", (), {"config": config})(), implementation)
     torch.manual_seed(0)
-    layers = [LlamaDecoderLayer(config, layer_idx=i).to(torch.bfloat16).requires_grad_(False) for i in range(2)]
+    stack = torch.nn.Module()  # what the cell wraps and compiles: a ModuleList named layers
+    stack.layers = torch.nn.ModuleList(
+        LlamaDecoderLayer(config, layer_idx=i).to(torch.bfloat16).requires_grad_(False) for i in range(2))
+    layers = list(stack.layers)
     torch._dynamo.reset()
     counters.clear()
     for layer in layers:
         layer.self_attn.q_proj.weight.requires_grad_(True)  # a trainable weight in each layer, as LoRA's would be
-        if checkpointing == "selective":
-            layer.forward = functools.partial(_checkpointed, layer.forward)
-        layer.compile(dynamic=True)
+    if checkpointing == "selective":
+        use_selective_checkpointing(stack)
+    compile_layers(stack)
     lengths = torch.tensor(LENGTHS)
     pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
     cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)

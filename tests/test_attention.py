@@ -90,6 +90,7 @@ def test_docbatch_compiles_a_layer_whole_as_the_documents_change():
     from torch._dynamo.utils import counters
 
     from harness.cell.checkpointing import use_selective_checkpointing
+    from harness.cell.recipe import compile_layers
 
     model = _tiny_llama()
     use_attention(model, "docbatch")
@@ -102,8 +103,7 @@ def test_docbatch_compiles_a_layer_whole_as_the_documents_change():
     torch._dynamo.reset()
     counters.clear()
     use_selective_checkpointing(model)
-    for layer in model.model.layers:
-        layer.compile(dynamic=True)
+    compile_layers(model)  # as build_trainer does, in the same order
     for lengths, grads in zip(rows, eager, strict=True):
         model(**_packed(lengths)).loss.backward()
         for n, p in model.named_parameters():

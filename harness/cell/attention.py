@@ -29,14 +29,23 @@ def varlen_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torc
     (batch, length, heads, head_dim)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    bounds = kwargs.pop("cu_seq_lens_q", None)
-    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx", "position_ids"):
-        kwargs.pop(name, None)
-    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
-        # not a packed row (one unpacked sequence, decoding with a cache): plain SDPA decides
+    bounds, _ = _packed_row(query, key, kwargs)
+    if bounds is None:  # not a packed row (one unpacked sequence, decoding with a cache): plain SDPA decides
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     return _per_document(module, query, key, value, bounds, dropout, scaling, kwargs), None
+
+
+def _packed_row(query: torch.Tensor, key: torch.Tensor, kwargs: dict[str, Any]) -> tuple[torch.Tensor | None,
+                                                                                          int | None]:
+    """Pops the collator's packed-row keys from `kwargs` (SDPA takes none of them): the row's document boundaries
+    and longest document, or (None, None) where this is no packed row of one batch without a cache."""
+    bounds, longest = kwargs.pop("cu_seq_lens_q", None), kwargs.pop("max_length_q", None)
+    for name in ("cu_seq_lens_k", "max_length_k", "seq_idx", "position_ids"):
+        kwargs.pop(name, None)
+    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return None, None
+    return bounds, longest
 
 
 @torch.compiler.disable
@@ -66,10 +75,8 @@ def docbatch_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: to
     compiled layer traces it whole, with symbolic sizes: no break, no recompile as documents change."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    bounds, longest = kwargs.pop("cu_seq_lens_q", None), kwargs.pop("max_length_q", None)
-    for name in ("cu_seq_lens_k", "max_length_k", "seq_idx", "position_ids"):
-        kwargs.pop(name, None)
-    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+    bounds, longest = _packed_row(query, key, kwargs)
+    if bounds is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     if longest is None:

@@ -47,15 +47,10 @@ def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
     return checkpoint(forward, *args, use_reentrant=False, context_fn=_contexts, **kwargs)
 
 
-def decoder_layers(model: Any) -> torch.nn.ModuleList | None:
-    """The model's decoder layers: the first ModuleList named '...layers' (Llama, Qwen, Mistral and kin)."""
-    return next((m for name, m in model.named_modules()
-                 if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)), None)
-
-
 def use_selective_checkpointing(model: Any) -> int:
     """Wrap each decoder layer's forward in a selective checkpoint (before any compiling, so the compiled graph
     holds it). Returns the number of layers wrapped."""
+    from harness.cell.models import decoder_layers
     from harness.errors import XeonftError
 
     layers = decoder_layers(model)

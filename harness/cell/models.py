@@ -32,6 +32,12 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def decoder_layers(model: Any) -> torch.nn.ModuleList | None:
+    """The model's decoder layers: the first ModuleList named '...layers' (Llama, Qwen, Mistral and kin)."""
+    return next((m for name, m in model.named_modules()
+                 if name.endswith("layers") and isinstance(m, torch.nn.ModuleList)), None)
+
+
 def _describe(name: str) -> str:
     return (
         f"unknown model '{name}': expected 'default', a .gguf file, a local model directory, "

@@ -56,7 +56,7 @@ def compile_layers(model: Any) -> int:
     """Regional compilation: torch.compile each decoder layer in place (`Module.compile`, so parameter names and
     saved adapters are unchanged). The layers share their code, so one compiled graph serves them all; the embedding,
     the LM head and trl's chunked loss stay eager. Returns the number of layers compiled."""
-    from harness.cell.checkpointing import decoder_layers
+    from harness.cell.models import decoder_layers
     from harness.errors import XeonftError
 
     layers = decoder_layers(model)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from harness.sizing.size import SizeRequest
 
 
-
 def peak_of(record: CellRecord) -> int | None:
     return record.memory.peak_rss_bytes if record.memory else None
 

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from harness.sizing.size import Sizing
 
 
-
 def soak_steps(row: dict[str, Any], seconds_left: float, most: int) -> int:
     """As many of the job's steps as fit the time left, at the rate the placement's runs projected."""
     proj, steps = row["projection"], row["schedule"]["steps"]
