@@ -123,8 +123,8 @@ def test_threshold_parsing():
 
 
 def test_a_real_slowed_cell_is_caught_end_to_end(rows_file, tokenizer_dir, tmp_path):
-    """Real sweeps of one tiny cell, 4 runs a side, the last sweep slowed on purpose inside every step (by a quarter
-    to a third): the runs decide it is slower.
+    """Real sweeps of one tiny cell, 4 runs a side, the last sweep slowed on purpose inside every step (each step
+    about twice as long): the runs decide it is slower.
 
     Whether an unslowed rerun is flagged depends on this shared machine's run-to-run noise, so that half is tested
     on drawn samples above; here only its losses, which are deterministic (one run is enough for them).

@@ -51,6 +51,33 @@ def test_oom_kill_count_is_read_from_the_cgroup(tmp_path):
     assert oom_kills(tmp_path / "nowhere") is None
 
 
+def test_the_slow_fault_doubles_each_step_inside_the_timed_step_without_compounding(monkeypatch):
+    """On a clock that moves only when told, each step's time is its own work plus the previous step's own work."""
+    from types import SimpleNamespace
+
+    from harness.cell import tracker as tracker_module
+
+    clock = [0.0]
+
+    def advance(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(tracker_module, "time", SimpleNamespace(perf_counter=lambda: clock[0], sleep=advance,
+                                                                time=lambda: clock[0]))
+    tracker = tracker_module.StepTracker(timing_warmup=100)
+    slow = tracker_module.SlowSteps(tracker)
+    work = [0.3, 0.1, 0.1, 0.1, 0.2]
+    tracker.on_train_begin(None, None, None)
+    for i, w in enumerate(work, start=1):
+        state = SimpleNamespace(global_step=i, max_steps=len(work))
+        tracker.on_step_begin(None, state, None)
+        slow.on_step_begin(None, state, None)  # listed after the tracker, as train_cell lists it
+        advance(w)
+        tracker.on_step_end(None, state, None)
+    assert [s.compute_seconds for s in tracker.steps] == pytest.approx([0.3, 0.4, 0.2, 0.2, 0.3])
+    assert tracker.own_seconds == 0.0  # the wait is the step's, not the harness's overhead
+
+
 def test_a_matrix_may_carry_neither_a_secret_nor_remote_code(tmp_path):
     with pytest.raises(XeonftError, match="'HF_TOKEN' looks like a secret"):
         parse_matrix({"name": "x", "variables": {"HF_TOKEN": "hf_abc"}})

@@ -124,8 +124,8 @@ def _relabel(store_root: Path, lib: str, version: str) -> None:
 
 def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhere(rows_file, tokenizer_dir,
                                                                                   tmp_path, capsys):
-    """Three result sets, each of two configurations with three runs; batch 2 is made slower (inject_fault: slow)
-    from the third set, labelled release 1.2, on; batch 1 never changes."""
+    """Three result sets, each of two configurations with three runs; batch 2 is made slower (inject_fault: slow,
+    each step about twice as long) from the third set, labelled release 1.2, on; batch 1 never changes."""
     from conftest import tiny_matrix
 
     from harness.history import catalog
@@ -148,9 +148,9 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
             catalog.add(store.root, db)
     # the CI check: the newest set against the catalog's last good set of this machine
     # (alpha 0.05 for the check: three runs a side of a tiny model whose steps take milliseconds are noisy)
-    assert cli.main(["history", "--catalog", str(db), "--check", str(sets[2]), "--threshold", "10%",
-                     "--alpha", "0.05"]) == 1
+    code = cli.main(["history", "--catalog", str(db), "--check", str(sets[2]), "--threshold", "10%", "--alpha", "0.05"])
     out = capsys.readouterr().out
+    assert code == 1, out
     assert "batch_size=2: slower" in out and "batch_size=1: slower" not in out
     # a step is looked for at alpha 0.05 where one was made, and must not appear at 0.01 where none was
     found = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10, alpha=0.05)}

@@ -125,3 +125,21 @@ class StepTracker(TrainerCallback):
 
     def records(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.steps]
+
+
+class SlowSteps(TrainerCallback):
+    """inject_fault: slow, a real slowdown inside each step so that the step times carry it (for testing verdicts).
+
+    Listed after the tracker, so its wait falls inside the step the tracker times and outside the tracker's own
+    overhead. Each step waits as long as the previous step's own work took (its time less its wait): steps take
+    about twice as long, and the waits do not compound.
+    """
+
+    def __init__(self, tracker: StepTracker) -> None:
+        self._tracker = tracker
+        self._waited = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._tracker.steps:
+            self._waited = max(0.0, self._tracker.steps[-1].compute_seconds - self._waited)
+            time.sleep(self._waited)

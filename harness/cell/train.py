@@ -47,7 +47,7 @@ def train_cell(spec: Any) -> dict[str, Any]:
     from harness.cell.models import resolve_model
     from harness.cell.probes import compile_report, onednn_probe, profiler
     from harness.cell.recipe import build_trainer, lora_config, model_dtype
-    from harness.cell.tracker import StepTracker
+    from harness.cell.tracker import SlowSteps, StepTracker
     from harness.config.run import COMPILED
     from harness.launch.topology import current_binding
     from harness.measure.fingerprint import packages, versions, xeonft_commit
@@ -80,18 +80,10 @@ def train_cell(spec: Any) -> dict[str, Any]:
     tracker = StepTracker(on_step=on_step, timing_warmup=spec.timing_warmup_steps, measured=spec.measured_steps)
     probe = onednn_probe(spec.timing_warmup_steps) if not bare else None
     prof = profiler(spec.timing_warmup_steps + spec.measured_steps + 1) if spec.profile else None
-    if fault == "slow":  # a real slowdown inside each step, so the step times carry it
-        count_batch = tracker.on_batch
-
-        def slow_batch(tokens: int, sequences: int, **work: int) -> None:
-            if tracker.steps:
-                time.sleep(0.25 * tracker.steps[-1].compute_seconds)
-            count_batch(tokens, sequences, **work)
-
-        tracker.on_batch = slow_batch  # type: ignore[method-assign]
+    slow = SlowSteps(tracker) if fault == "slow" else None
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
         trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp),
-                                [c for c in (tracker, probe, prof) if c is not None])
+                                [c for c in (tracker, slow, probe, prof) if c is not None])
         setup_seconds = time.perf_counter() - t0
         trainer.train()
     evals = [e for e in tracker.evals if "eval_loss" in e]

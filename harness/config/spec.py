@@ -21,7 +21,8 @@ Pinning = Literal["none", "cores", "numa"]
 Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2"]
 Allocator = Literal["default", "jemalloc", "tcmalloc"]
 # inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
-# (every step made a quarter to a third slower). It is not part of a cell's identity when result sets are matched.
+# (every step made about twice as long: a change clear enough for the verdicts' tests to see on three or four noisy
+# runs a side). It is not part of a cell's identity when result sets are matched.
 Fault = Literal["none", "crash", "hang", "oom", "slow"]
 
 
