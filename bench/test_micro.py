@@ -61,6 +61,13 @@ def test_lora_step_smollm2_shape(benchmark, precision):
 LENGTHS = [90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 118]  # 12 documents, 2048 tokens: batch 4 x 512
 
 
+def _packed_row() -> tuple[torch.Tensor, torch.Tensor]:
+    """The packed row's positions (each document from 0) and its document boundaries, as trl's collator gives them."""
+    lengths = torch.tensor(LENGTHS)
+    pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
+    return pos, torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
+
+
 @pytest.mark.parametrize("implementation", ["sdpa", "varlen", "docbatch"])
 def test_packed_row_attention(benchmark, implementation):
     """Forward + backward of one SmolLM2-135M-shaped attention layer over a packed row of 2048 tokens holding 12
@@ -76,12 +83,10 @@ def test_packed_row_attention(benchmark, implementation):
     use_attention(type("M", (), {"config": config})(), implementation)
     layer = LlamaAttention(config, layer_idx=0).to(torch.bfloat16)
     layer.requires_grad_(False)
-    lengths = torch.tensor(LENGTHS)
-    pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
-    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
+    pos, cu = _packed_row()
     mask = None
     if implementation == "sdpa":
-        doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        doc = torch.repeat_interleave(torch.arange(len(LENGTHS)), torch.tensor(LENGTHS))
         mask = ((doc[:, None] == doc[None, :]) & torch.ones(2048, 2048, dtype=torch.bool).tril())[None, None]
     x = torch.randn(1, 2048, shape["hidden_size"], dtype=torch.bfloat16, requires_grad=True)
     cos_sin = LlamaRotaryEmbedding(config)(x, pos)
@@ -123,9 +128,7 @@ def test_compiled_decoder_layers(benchmark, implementation, checkpointing):
     if checkpointing == "selective":
         use_selective_checkpointing(stack)
     compile_layers(stack)
-    lengths = torch.tensor(LENGTHS)
-    pos = torch.cat([torch.arange(int(n)) for n in lengths])[None]
-    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).to(torch.int32)
+    pos, cu = _packed_row()
     x = torch.randn(1, 2048, config.hidden_size, dtype=torch.bfloat16, requires_grad=True)
     cos_sin = LlamaRotaryEmbedding(config)(x, pos)
 
