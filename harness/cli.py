@@ -7,8 +7,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from harness.base.errors import XeonftError
 from harness.cli_parsers import finetune_parser, history_parsers, size_parser
-from harness.errors import XeonftError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from harness.render.fmt import num, pct
+    from harness.base.units import num, pct
     from harness.render.report import render
 
     out = render(args.results, out=args.out, baseline=args.baseline)
@@ -127,7 +127,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from harness.config.run import load_config
+    from harness.config.finetune import load_config
     from harness.finetune import run_finetune
 
     overrides = {k: v for k, v in vars(args).items() if k not in {"verb", "config", "out", "preset"}}

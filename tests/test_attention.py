@@ -115,8 +115,8 @@ def test_docbatch_compiles_a_layer_whole_as_the_documents_change():
 
 
 def test_unknown_attention_is_refused_by_the_config():
+    from harness.base.errors import XeonftError
     from harness.config import load_config
-    from harness.errors import XeonftError
 
     with pytest.raises(XeonftError, match="attn_implementation"):
         load_config(attn_implementation="flash")

@@ -61,9 +61,9 @@ def test_selective_checkpointing_recomputes_element_wise_ops_only():
 
 
 def test_selective_checkpointing_is_a_config_and_flag_value():
+    from harness.base.errors import XeonftError
     from harness.cli import build_parser
     from harness.config import load_config
-    from harness.errors import XeonftError
 
     assert load_config(gradient_checkpointing="selective").gradient_checkpointing == "selective"
     with pytest.raises(XeonftError, match="gradient_checkpointing"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from harness.analysis.compare import compare, parse_threshold
+from harness.base.errors import XeonftError
 from harness.cli import main
 from harness.config.matrix import parse_matrix
-from harness.errors import XeonftError
 from harness.launch.sweep import run_sweep
 from harness.measure.steps import StepRecord, summarize_steps
 from harness.results.store import ResultStore

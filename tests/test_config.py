@@ -1,7 +1,7 @@
 import pytest
 
+from harness.base.errors import XeonftError
 from harness.config import load_config
-from harness.errors import XeonftError
 
 
 def test_recipe_defaults_are_the_papers_settings():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from harness.base.errors import XeonftError
 from harness.cell.data import load_rows, load_splits, split_sizes
-from harness.errors import XeonftError
 from tests.conftest import ROWS
 
 

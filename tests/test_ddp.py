@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 from harness.launch.sweep import run_sweep
 from harness.render.report import render
 from harness.results.merge import merge

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import cli
+from harness.base.errors import Failure, XeonftError
+from harness.config.finetune import load_config
 from harness.config.matrix import parse_matrix
-from harness.config.run import load_config
-from harness.errors import Failure, XeonftError
 from harness.launch import sweep as sweep_module
 from harness.launch.locks import ResultSetLock
 from harness.launch.oom import oom_kills

@@ -9,10 +9,10 @@ import pytest
 import torch
 from peft import get_peft_model
 
+from harness.base.errors import XeonftError
 from harness.cell.models import resolve_model
 from harness.cell.recipe import lora_config, model_dtype
 from harness.config import load_config
-from harness.errors import XeonftError
 from harness.finetune import load_tuned, run_finetune, save_adapter, save_initial_adapter
 
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 from peft import get_peft_model
 
+from harness.analysis.efficiency import cell_efficiency
 from harness.cell.models import resolve_model
 from harness.cell.recipe import lora_config
 from harness.config import load_config
-from harness.measure.flops import cell_efficiency, mean_context, per_token_flops
+from harness.measure.flops import mean_context, per_token_flops
 from harness.results.records import CellRecord
 
 

@@ -85,7 +85,7 @@ def test_use_fused_head_routes_trls_fused_forward(monkeypatch):
 def test_a_trl_without_the_hook_makes_the_fused_head_unavailable(monkeypatch):
     import trl.trainer.utils as trl_utils
 
-    from harness.errors import Unavailable
+    from harness.base.errors import Unavailable
 
     monkeypatch.delattr(trl_utils, "_ChunkedLogProbFunction")
     with pytest.raises(Unavailable, match="lm_head fused needs trl's fused LM head"):

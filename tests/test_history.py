@@ -12,8 +12,8 @@ import pytest
 from harness import cli
 from harness.config.stack import Stack
 from harness.history.bisect import bisect
+from harness.history.changepoints import detect_steps
 from harness.history.releases import between, companion, parse_index
-from harness.history.steps import detect_steps
 
 
 def _fake_library(slow_from: int, noise: float = 0.05, seed: int = 0):
@@ -61,7 +61,7 @@ def test_release_lists_come_from_the_index_in_order():
     assert between(versions, "0.10.0", "0.21.1") == ["0.10.0", "0.19.1", "0.20.0", "0.21.1"]
     assert between(versions, "0.21.1", "0.19.1") == ["0.21.1", "0.20.0", "0.19.1"]  # an improvement, bisected
     assert companion("2.8.1", ["2.7.0", "2.8.0", "2.9.0"]) == "2.8.0"
-    from harness.errors import XeonftError
+    from harness.base.errors import XeonftError
 
     with pytest.raises(XeonftError, match=r"0\.15\.0 not released"):
         between(versions, "0.15.0", "0.21.1")

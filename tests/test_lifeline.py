@@ -45,7 +45,7 @@ time.sleep(60)
 # A worker that protects itself (as each torchrun rank would), then execs on through sh, as bind_rank execs numactl.
 WORKER = """
 import os, sys
-from harness.launch.lifeline import install_in_worker
+from harness.cell.lifeline import install_in_worker
 install_in_worker()
 os.execv("/bin/sh", ["sh", "-c", 'exec "$0" -c "$1" "$2"', sys.executable, sys.argv[1], sys.argv[2]])
 """
@@ -149,7 +149,7 @@ while os.getppid() == first:
     time.sleep(0.01)
 with open(sys.argv[1], "a") as f:
     f.write(f"reparented to {os.getppid()}\\n")
-from harness.launch.lifeline import install_in_worker
+from harness.cell.lifeline import install_in_worker
 install_in_worker()
 with open(sys.argv[1], "a") as f:
     f.write("survived\\n")

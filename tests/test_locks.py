@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 from harness.launch.lifeline import kill_tree
 from harness.launch.locks import MACHINE_LOCK_DEFAULT, MACHINE_LOCK_VAR, LockHeld, MachineLock, ResultSetLock
 
@@ -24,7 +24,7 @@ from harness.launch.locks import MACHINE_LOCK_DEFAULT, MACHINE_LOCK_VAR, LockHel
 # optionally "spawn": start a sleeping child (close_fds=False, like a cell) while holding, and print its pid first
 LOCKER = """
 import subprocess, sys, time
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 from harness.launch.locks import MachineLock, ResultSetLock
 kind, path, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
 lock = ResultSetLock(path) if kind == "result" else MachineLock(wait=False, path=path)

@@ -1,8 +1,8 @@
 import pytest
 
+from harness.base.errors import XeonftError
 from harness.cli import main
 from harness.config.matrix import parse_matrix
-from harness.errors import XeonftError
 
 
 def doc(**changes):

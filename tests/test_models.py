@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from harness.base.errors import XeonftError
 from harness.cell.models import SHAPES, resolve_model
-from harness.errors import XeonftError
 
 
 def test_tiny_synthetic_llama_takes_the_tokenizers_vocab(tokenizer_dir):

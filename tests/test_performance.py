@@ -127,8 +127,8 @@ def test_compile_layers_compiles_every_decoder_layer_in_place():
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig
 
+    from harness.base.errors import XeonftError
     from harness.cell.recipe import compile_layers, lora_config
-    from harness.errors import XeonftError
 
     config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2)

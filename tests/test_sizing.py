@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import cli
+from harness.base.units import parse_bytes
 from harness.config.spec import CellSpec, LaunchSettings
-from harness.config.units import parse_bytes
 from harness.sizing.fit import fit_memory, fit_scaling
 from harness.sizing.project import JobShape, RunRates, prediction_interval, project, run_seconds, schedule
 from harness.sizing.search import Probe, bounds, next_batch, safe_batch, search
@@ -137,7 +137,7 @@ def test_memory_sizes_parse_and_a_budget_joins_a_cells_identity_only_when_set():
     for bad in ("lots", "6 parsecs", "1KiB", True):
         with pytest.raises(ValueError):
             parse_bytes(bad)
-    from harness.config.run import load_config
+    from harness.config.finetune import load_config
 
     cfg = load_config("quick")
     plain = CellSpec(config=cfg, launch=LaunchSettings(), warmup_steps=1, measured_steps=2)
@@ -195,7 +195,7 @@ def test_a_cell_over_its_budget_ends_oom_and_leaves_nothing_behind(rows_file, to
 
 def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_path):
     """The job's shape counts trl's packed rows; a real epoch of training steps through exactly those tokens."""
-    from harness.config.run import load_config
+    from harness.config.finetune import load_config
     from harness.launch.supervisor import supervise
     from harness.results.store import ResultStore
     from harness.sizing import cells as C

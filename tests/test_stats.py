@@ -1,4 +1,4 @@
-"""Tests for harness.analysis.stats: run-level verdicts must not cry wolf on a noisy machine, yet see real drops."""
+"""Tests for harness.base.stats: run-level verdicts must not cry wolf on a noisy machine, yet see real drops."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 from scipy import stats
 
-from harness.analysis.stats import Interval, Verdict, bootstrap_ratio_ci, decide, enough_runs, summarize_runs
+from harness.base.stats import Interval, Verdict, bootstrap_ratio_ci, decide, enough_runs, summarize_runs
 
 PAIRS = 200
 STEPS = 12

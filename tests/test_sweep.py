@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 from harness.launch.sweep import run_sweep
 from tests.conftest import disk_manifest, disk_records, tiny_matrix
 

@@ -12,9 +12,9 @@ import torch
 from harness.analysis.compare import compare
 from harness.analysis.frames import cells_frame
 from harness.analysis.summary import baseline, configurations
+from harness.base.errors import XeonftError
 from harness.cell.recipe import batch_work
 from harness.cli import main
-from harness.errors import XeonftError
 from harness.launch import sweep as sweep_module
 from harness.launch.sweep import run_sweep
 from harness.measure.memory import vm_hwm

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.frames import identity
-from harness.analysis.stats import decide
-from harness.errors import XeonftError
-from harness.render.fmt import interval, num
+from harness.base.errors import XeonftError
+from harness.base.stats import decide
+from harness.base.units import interval, num
 from harness.results.store import ResultStore
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config.run import LATER_CONFIG_DEFAULTS
-from harness.errors import XeonftError
-from harness.measure.flops import cell_efficiency
+from harness.analysis.efficiency import cell_efficiency
+from harness.base.errors import XeonftError
+from harness.config.finetune import LATER_CONFIG_DEFAULTS
 from harness.measure.onednn import top_gemm
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore

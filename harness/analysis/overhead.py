@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.analysis.stats import decide
+from harness.base.stats import decide
 
 
 def overhead_frame(df: pd.DataFrame) -> pd.DataFrame:

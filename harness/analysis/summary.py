@@ -2,7 +2,7 @@
 repeats, their coefficient of variation, and a speedup against a baseline configuration with its own interval.
 
 The run is the unit of replication: a repeat's throughput is its measured tokens over its measured seconds, and
-every interval here is taken over those run values (`harness.analysis.stats`), never over pooled steps.
+every interval here is taken over those run values (`harness.base.stats`), never over pooled steps.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.stats import decide, summarize_runs
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
+from harness.base.stats import decide, summarize_runs
 
 # The paper's own cell: bf16=True (autocast), eager, per-device batch 4.
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}

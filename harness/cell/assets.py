@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 
 def cache_dir() -> Path:

@@ -100,7 +100,7 @@ def docbatch_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: to
 def use_attention(model: Any, implementation: str) -> None:
     """Switch a loaded model's attention; `varlen` and `docbatch` are registered with transformers first (they need
     transformers 5, whose masks skip implementations they do not know, so no row-sized mask is built either)."""
-    from harness.errors import Unavailable
+    from harness.base.errors import Unavailable
 
     name = IMPLEMENTATIONS[implementation]
     if implementation in ("varlen", "docbatch"):

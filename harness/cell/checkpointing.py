@@ -50,8 +50,8 @@ def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
 def use_selective_checkpointing(model: Any) -> int:
     """Wrap each decoder layer's forward in a selective checkpoint (before any compiling, so the compiled graph
     holds it). Returns the number of layers wrapped."""
+    from harness.base.errors import XeonftError
     from harness.cell.models import decoder_layers
-    from harness.errors import XeonftError
 
     layers = decoder_layers(model)
     if layers is None:

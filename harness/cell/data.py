@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.base.errors import XeonftError
 from harness.cell.assets import DEFAULT_DATA, ensure
-from harness.errors import XeonftError
 
 REQUIRED = ("instruction", "output")
 LOADERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}

@@ -172,7 +172,7 @@ def _recompute(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch
 def use_fused_head() -> None:
     """Have trl's fused LM head (which SFTTrainer adds to every model it trains) call FusedLogProb. trl looks the
     function up in `trl.trainer.utils` on every call; a cell is its own process, so the switch stays in it."""
-    from harness.errors import Unavailable
+    from harness.base.errors import Unavailable
 
     try:
         import trl.trainer.utils as trl_utils

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from harness.base.errors import XeonftError
 from harness.cell.assets import DEFAULT_MODEL, cache_dir, ensure
-from harness.errors import XeonftError
 from harness.measure.shapes import SHAPES
 
 SYNTHETIC_PREFIX = "synthetic:"

@@ -17,7 +17,7 @@ from harness.cell.attention import use_attention
 from harness.cell.checkpointing import use_selective_checkpointing
 from harness.cell.head import use_fused_head
 from harness.cell.prompts import tokenize_example
-from harness.config.run import FinetuneConfig
+from harness.config.finetune import FinetuneConfig
 
 # peft's names for the recipe's init choices ("default" is peft's init_lora_weights=True: B = 0, A Kaiming).
 LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "gaussian", "default": True}
@@ -40,7 +40,7 @@ def compute_dtype(cfg: FinetuneConfig) -> torch.dtype:
 
 def load_ipex() -> Any:
     """Intel Extension for PyTorch, or Unavailable naming why (it is built for one torch release only)."""
-    from harness.errors import Unavailable
+    from harness.base.errors import Unavailable
 
     try:
         import intel_extension_for_pytorch as ipex
@@ -56,8 +56,8 @@ def compile_layers(model: Any) -> int:
     """Regional compilation: torch.compile each decoder layer in place (`Module.compile`, so parameter names and
     saved adapters are unchanged). The layers share their code, so one compiled graph serves them all; the embedding,
     the LM head and trl's chunked loss stay eager. Returns the number of layers compiled."""
+    from harness.base.errors import XeonftError
     from harness.cell.models import decoder_layers
-    from harness.errors import XeonftError
 
     layers = decoder_layers(model)
     if layers is None:

@@ -48,9 +48,9 @@ def train_cell(spec: Any) -> dict[str, Any]:
     from harness.cell.probes import compile_report, onednn_probe, profiler
     from harness.cell.recipe import build_trainer, lora_config, model_dtype
     from harness.cell.tracker import SlowSteps, StepTracker
-    from harness.config.run import COMPILED
-    from harness.launch.topology import current_binding
+    from harness.config.finetune import COMPILED
     from harness.measure.fingerprint import packages, versions, xeonft_commit
+    from harness.measure.host import current_binding
 
     cfg = spec.config
     rank, local_rank, world_size = world()

@@ -40,10 +40,10 @@ def bind_rank(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from harness.base.errors import Unavailable, XeonftError
+    from harness.cell.lifeline import install_in_worker
     from harness.cell.train import train_cell
     from harness.config.spec import CellSpec
-    from harness.errors import Unavailable, XeonftError
-    from harness.launch.lifeline import install_in_worker
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     from pydantic import ValidationError

@@ -1,7 +1,7 @@
 """What to run: the run config (`run`), a cell's definition (`spec`) and matrix files (`matrix`), and the shipped
 recipes. `harness.config` itself re-exports the run config's API."""
 
-from harness.config.run import (
+from harness.config.finetune import (
     BACKENDS,
     COMPILED,
     PRECISIONS,

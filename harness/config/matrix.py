@@ -32,11 +32,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.config.run import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
+from harness.base.errors import XeonftError
+from harness.base.secrets import is_secret
+from harness.base.units import parse_duration
+from harness.config.finetune import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
-from harness.config.units import parse_duration
-from harness.errors import XeonftError
-from harness.measure.fingerprint import is_secret
 
 PRESET_KEY = "preset"
 CONFIG_KEYS = tuple(FinetuneConfig.model_fields)

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config.run import LATER_CONFIG_DEFAULTS, FinetuneConfig
+from harness.base.units import parse_bytes
+from harness.config.finetune import LATER_CONFIG_DEFAULTS, FinetuneConfig
 from harness.config.stack import Stack
-from harness.config.units import parse_bytes
 
 Pinning = Literal["none", "cores", "numa"]
 Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 
 class Stack(BaseModel):

@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from harness.base.errors import XeonftError
 from harness.cell.data import load_splits
 from harness.cell.models import resolve_model
 from harness.cell.recipe import MUTATING_INITS, build_trainer, lora_config, model_dtype
 from harness.cell.tracker import StepTracker
-from harness.config.run import FinetuneConfig
-from harness.errors import XeonftError
+from harness.config.finetune import FinetuneConfig
 from harness.finetune.generate import generate, side_by_side_markdown
 from harness.finetune.plots import loss_plot
 from harness.measure.fingerprint import versions

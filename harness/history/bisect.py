@@ -1,5 +1,5 @@
 """Bisecting a library's releases: the first version whose runs differ from the good version's beyond the
-threshold with significance (run-level Welch, `harness.analysis.stats.decide`).
+threshold with significance (run-level Welch, `harness.base.stats.decide`).
 
 The search is pure: `measure(version)` returns one value per run (tokens/s, or 1/eval-loss for a loss change) and
 the caller decides how a version is built and run. Good and bad are measured first; when they do not differ there
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.analysis.stats import Verdict, decide
+from harness.base.stats import Verdict, decide
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.stats import decide
+from harness.base.stats import decide
 from harness.history import catalog
 
 

@@ -9,7 +9,7 @@ import sys
 
 from packaging.version import InvalidVersion, Version
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 
 def parse_index(text: str) -> list[str]:

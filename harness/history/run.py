@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.summary import parse_selector
+from harness.base.errors import XeonftError
 from harness.config.matrix import load_matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
-from harness.errors import XeonftError
 from harness.history import catalog, releases
 from harness.history.bisect import BisectResult, bisect
 from harness.launch import stacks
@@ -110,7 +110,7 @@ def _size(stack: Stack) -> dict[str, Any]:
 
 def report_lines(result: BisectResult, libs: list[str], timings: dict[str, Any], metric: str) -> list[str]:
     lines = [f"{'version':>12}  runs  {'median':>9}  verdict against {result.versions[0]}"]
-    from harness.analysis.stats import summarize_runs
+    from harness.base.stats import summarize_runs
 
     for v in result.versions:
         if v not in result.runs or not result.runs[v]:

@@ -12,9 +12,9 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from harness.analysis.compare import WORK_KEYS, work_change
-from harness.analysis.stats import summarize_runs
-from harness.errors import XeonftError
-from harness.history.steps import detect_steps
+from harness.base.errors import XeonftError
+from harness.base.stats import summarize_runs
+from harness.history.changepoints import detect_steps
 
 
 @dataclass

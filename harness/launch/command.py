@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.base.errors import Unavailable
 from harness.cell.assets import cache_dir
-from harness.config.run import COMPILED
+from harness.config.finetune import COMPILED
 from harness.config.spec import CellSpec
-from harness.errors import Unavailable
 from harness.launch import envs, stacks
-from harness.launch.topology import Placement, cores, numactl, place
+from harness.launch.topology import Placement, numactl, place
 from harness.measure.fingerprint import find_allocator
+from harness.measure.host import cores
 
 # jemalloc settings from torch.backends.xeon.run_cpu: keep freed memory, avoid returning it to the OS each step.
 JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1"

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.render.fmt import gib, num
+from harness.base.units import gib, num
 from harness.results.records import CellRecord
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

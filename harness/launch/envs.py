@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.base.errors import XeonftError
 from harness.cell.assets import cache_dir
-from harness.errors import XeonftError
 
 DEFAULT = "default"
 REPO = Path(__file__).resolve().parents[2]

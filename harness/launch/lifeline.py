@@ -15,7 +15,6 @@ from a thread that outlives the child (the launcher's main thread does).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import threading
@@ -25,20 +24,7 @@ from types import FrameType
 
 import psutil
 
-PR_SET_PDEATHSIG = 1
-
-# Resolved here, in the parent, so the preexec_fn (run between fork and exec, where another thread may hold the
-# loader's or malloc's lock) only calls an already-bound function.
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
-
-
-def _set_parent_death_signal(sig: int) -> None:
-    if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+from harness.cell.lifeline import set_parent_death_signal
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -50,7 +36,7 @@ def die_with_parent(parent_pid: int) -> None:
     `parent_pid` (e.g. os.getpid() evaluated inside the child) fails the same way, loudly: Popen raises
     SubprocessError in the launcher.
     """
-    _set_parent_death_signal(signal.SIGKILL)
+    set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:
         raise RuntimeError(f"parent {parent_pid} is gone (now {os.getppid()}): not starting an orphan")
 
@@ -64,27 +50,6 @@ def chain_preexec(*fns: Callable[[], object] | None) -> Callable[[], None]:
             f()
 
     return run
-
-
-def _pid1_is_ours() -> bool:
-    """In a container the launcher (or torchrun) may itself be pid 1: then ppid 1 is the real parent, not a reaper."""
-    try:
-        cmdline = " ".join(psutil.Process(1).cmdline())
-    except psutil.Error:
-        return False
-    return any(word in cmdline for word in ("xeonft", "harness", "torch.distributed", "torchrun"))
-
-
-def install_in_worker() -> None:
-    """For the worker itself (every torchrun rank, first thing in main): die by SIGKILL when the direct parent
-    (torchrun's agent, or the launcher) dies, since PDEATHSIG set by the launcher is not inherited by grandchildren.
-
-    If the parent is already gone (reparented to pid 1), the worker kills itself now rather than train as an orphan.
-    Calling it again after an exec (the worker re-execs itself under numactl) is harmless.
-    """
-    _set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() == 1 and not _pid1_is_ours():
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager

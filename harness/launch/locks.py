@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 LOCK_NAME = ".lock"
 MACHINE_LOCK_VAR = "XEONFT_MACHINE_LOCK"

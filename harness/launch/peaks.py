@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from harness.base.errors import Unavailable
 from harness.config.spec import CellSpec
-from harness.errors import Unavailable
 from harness.launch.command import cell_placement, is_distributed, rank_placements
-from harness.launch.topology import cores
+from harness.measure.host import cores
 from harness.measure.peak import measure_peak
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.base.errors import Failure
 from harness.config.spec import CellSpec
-from harness.errors import Failure
 from harness.launch.console import console, one_line
 from harness.launch.supervisor import supervise
 from harness.launch.sweep import cell_key

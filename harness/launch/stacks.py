@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.base.errors import XeonftError
 from harness.cell.assets import cache_dir
 from harness.config.stack import Stack
-from harness.errors import XeonftError
 
 MARKER = "xeonft-stack.json"
 # the stack's interpreter imports harness through the shared site-packages: one rule for what "installed" means

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.base.errors import Unavailable
 from harness.cell.protocol import PLACEMENTS_VAR, parse_progress
 from harness.config.spec import CellSpec
-from harness.errors import Unavailable
 from harness.launch.budget import MemoryCap
 from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
 from harness.launch.lifeline import chain_preexec, die_with_parent, kill_tree

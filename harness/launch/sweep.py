@@ -16,11 +16,11 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.analysis.stats import enough_runs
+from harness.base.errors import Failure
+from harness.base.stats import enough_runs
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
-from harness.errors import Failure
 from harness.launch import envs, stacks
 from harness.launch.console import console, describe, one_line, summary_table
 from harness.launch.lifeline import termination_as_interrupt

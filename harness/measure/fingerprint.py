@@ -15,14 +15,14 @@ from typing import Any
 
 import psutil
 
-from harness.launch.topology import cores, numa_nodes
+from harness.base.secrets import is_secret
+from harness.measure.host import cores, numa_nodes
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy",
              "intel-extension-for-pytorch", "oneccl-bind-pt")
 ENV_PREFIXES = ("OMP_", "KMP_", "MKL_", "ONEDNN_", "DNNL_", "GOMP_", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC",
                 "PYTORCH_", "TORCH", "TORCHINDUCTOR_", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
                 "XEONFT_", "OPENBLAS_", "CUDA_VISIBLE_DEVICES")
-SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 CPU_FLAGS = ("amx_bf16", "amx_tile", "amx_int8", "amx_fp16", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
              "avx_vnni", "avx2")
 ALLOCATORS = {
@@ -32,27 +32,10 @@ ALLOCATORS = {
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
 
 
-def is_secret(name: str) -> bool:
-    return bool(SECRET.search(name))
-
-
 def safe_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment variables that shape performance, minus anything whose name says it is a secret."""
     env = os.environ if environ is None else environ
     return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES) and not is_secret(k)}
-
-
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of secret-named variables (long enough to be worth hiding), for scrubbing text before it is stored."""
-    env = os.environ if environ is None else environ
-    return sorted({v for k, v in env.items() if is_secret(k) and len(v) >= 6}, key=len, reverse=True)
-
-
-def redact(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace every secret value (and anything shaped like a Hugging Face token) with a mask."""
-    for value in secret_values(environ):
-        text = text.replace(value, "***")
-    return re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "hf_***", text)
 
 
 def library_versions() -> dict[str, str | None]:

@@ -41,7 +41,7 @@ def measure_peak(size: int = 2048, min_seconds: float = 0.5) -> dict[str, float]
 
 def peak_table(size: int, shape: str, tokens: int) -> str:
     """`xeonft peak`'s table: TFLOP/s per dtype of a square GEMM and of a model shape's own GEMMs."""
-    from harness.errors import XeonftError
+    from harness.base.errors import XeonftError
 
     if shape not in SHAPES or SHAPES[shape]["vocab_size"] is None:
         raise XeonftError(f"unknown shape '{shape}': choose one of {', '.join(s for s in SHAPES if s != 'tiny')}")

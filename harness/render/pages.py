@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.base.units import GIB, num
 from harness.render.figures import Figures
-from harness.render.fmt import GIB, num
 
 OVERHEAD_NOTE = ("Each fully instrumented configuration (tree sampler, oneDNN probe, progress) against its bare twin "
                  "in the same sweep: overhead = step time full / bare - 1 (from run throughputs, the same tokens per "

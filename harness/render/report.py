@@ -14,8 +14,8 @@ from harness.analysis.frames import cells_frame, steps_frame
 from harness.analysis.overhead import flags, overhead_frame
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
+from harness.base.units import interval, pct
 from harness.render.figures import plots
-from harness.render.fmt import interval, pct
 from harness.render.pages import markdown, page
 from harness.results.records import Manifest
 from harness.results.store import ResultStore

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.base.units import GIB, num
 from harness.render.figures import Figures, _setup
-from harness.render.fmt import GIB, num
 from harness.render.pages import STYLE, html_table, md_table
 
 LEAD = ("Peak memory is the process tree's peak RSS (shared pages counted in each process), sampled at 10 Hz. "

@@ -11,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 from harness.results.ranks import combine_ranks
 from harness.results.records import SCHEMA_VERSION, CellRecord, CellResult, Memory
 from harness.results.store import ResultStore, write_json

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.errors import XeonftError
-from harness.measure.fingerprint import redact
+from harness.base.errors import XeonftError
+from harness.base.secrets import redact
 from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, check_version
 
 # Statuses a resumed sweep re-runs: a disturbed measurement is worth taking again; failures only when asked.

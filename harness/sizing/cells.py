@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config.run import FinetuneConfig
+from harness.config.finetune import FinetuneConfig
 from harness.config.spec import CellSpec, LaunchSettings
 
 

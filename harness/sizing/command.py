@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.config.run import load_config
-from harness.config.units import parse_bytes, parse_duration
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
+from harness.base.units import GIB, parse_bytes, parse_duration
+from harness.config.finetune import load_config
 from harness.launch.console import console
-from harness.render.fmt import GIB
 
 JOB_FLAGS = ("model", "tokenizer", "dataset", "precision", "seq_len", "train_size", "eval_size", "eval_steps",
              "save_steps", "backend", "attn_implementation", "num_train_epochs", "gradient_checkpointing",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from harness.analysis.stats import decide
-from harness.render.fmt import GIB
+from harness.base.stats import decide
+from harness.base.units import GIB
 from harness.results.records import CellRecord
 from harness.sizing import cells as C
 from harness.sizing.fit import fit_scaling
@@ -83,7 +83,7 @@ def placement_row(place: C.Placement, recs: list[CellRecord], job: JobShape, pro
                     cfg.eval_steps, cfg.save_steps if cfg.save_checkpoints else None, cfg.max_steps)
     epoch = schedule(job, batch, place.ranks, cfg.gradient_accumulation_steps).steps
     proj = project(rates, job, plan, epoch)
-    from harness.analysis.stats import summarize_runs
+    from harness.base.stats import summarize_runs
 
     tps = summarize_runs([r.tokens_per_second for r in rates])
     row.update(tokens_per_second=tps.median, tps_low=tps.low, tps_high=tps.high, schedule=plan.__dict__,

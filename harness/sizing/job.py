@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.config.run import FinetuneConfig
+from harness.config.finetune import FinetuneConfig
 from harness.sizing.project import JobShape
 
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config.run import FinetuneConfig
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
+from harness.base.units import GIB
+from harness.config.finetune import FinetuneConfig
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
 from harness.launch.runner import Runner
 from harness.launch.sweep import check_free_space
-from harness.launch.topology import cores, numa_nodes
 from harness.measure.fingerprint import environment_key, fingerprint
-from harness.render.fmt import GIB
+from harness.measure.host import cores, numa_nodes
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore, write_json
 from harness.sizing import cells as C

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from harness.base.units import GIB
 from harness.launch.console import console
-from harness.render.fmt import GIB
 from harness.sizing import cells as C
 from harness.sizing.growth import MIN_STEPS, fit_growth
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.config.run import FinetuneConfig
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
+from harness.config.finetune import FinetuneConfig
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock

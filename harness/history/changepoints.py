@@ -4,7 +4,7 @@ In the manner of asv's `step_detect` (a penalized piecewise-constant fit), but o
 of log values is split where that lowers the within-segment squared error by more than a penalty (BIC-like,
 2 x pooled within-version variance x log N), by dynamic programming over every segmentation; then each boundary
 is kept only when Welch's test on the runs of the segments on either side calls it slower or faster beyond the
-threshold (`harness.analysis.stats.decide`). Noise alone gives no step; a step names the versions around it.
+threshold (`harness.base.stats.decide`). Noise alone gives no step; a step names the versions around it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.analysis.stats import decide
+from harness.base.stats import decide
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import XeonftError
+from harness.base.errors import XeonftError
 
 # fp32; bf16-autocast (fp32 weights, bf16 compute: the recipe's bf16=True); bf16 (frozen base weights in bf16,
 # adapters fp32, no autocast: LoRA GEMMs run in fp32); bf16-mixed (bf16 base, fp32 adapter master weights, every

@@ -1,0 +1,1 @@
+"""One module per verb: its parser, its run, its exit-code policy (`harness.cli` only dispatches)."""
