@@ -8,7 +8,8 @@ import warnings
 from collections.abc import Sequence
 
 from harness.base.errors import XeonftError
-from harness.cli_parsers import finetune_parser, history_parsers, size_parser
+from harness.cli_parsers import finetune_parser, history_parsers
+from harness.commands.size import Size
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     env_create = env_sub.add_parser("create", help="build the venv for envs/NAME.txt")
     env_create.add_argument("name")
     env_sub.add_parser("list", help="requirement files and the environments already created")
-    size_parser(sub)
+    Size.setup_arguments(sub.add_parser(Size.name, help=Size.help))
     history_parsers(sub)
     cache = sub.add_parser("cache", help="what the cache holds; prune compiled graphs and half-built environments")
     cache.add_argument("action", choices=["show", "prune"])
@@ -172,9 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _size(args: argparse.Namespace) -> int:
-    from harness.sizing.command import run_size
-
-    return run_size(args)
+    return Size.run(args)
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -53,36 +53,6 @@ def finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default: results/runs/<time>-<hash>)")
 
 
-def size_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("size", help="what a fine-tune needs here: the largest batch a memory budget allows, "
-                       "throughput over placements, the job's projected time and cost")
-    p.add_argument("--memory-limit", required=True, help="memory budget for one run's process tree, e.g. 6GiB")
-    p.add_argument("--budget", default="20m", help="wall time for probes and placements (default 20m)")
-    p.add_argument("--margin", default="10%", help="share of the memory budget to leave free (default 10%%)")
-    p.add_argument("--config", default="recipe", help="the job's recipe: a YAML file or recipe, quick, fast")
-    p.add_argument("--preset", help="a recipe file or shipped name layered over --config")
-    p.add_argument("--fast", action="store_const", const="fast", dest="preset", help="= --preset fast")
-    for flag, kind in (("--model", str), ("--tokenizer", str), ("--dataset", str), ("--precision", str),
-                       ("--seq-len", int), ("--train-size", int), ("--eval-size", int), ("--eval-steps", int),
-                       ("--save-steps", int), ("--backend", str), ("--attn-implementation", str)):
-        p.add_argument(flag, type=kind)
-    p.add_argument("--epochs", type=float, dest="num_train_epochs", help="epochs of the job (default: the recipe's)")
-    checkpointing_flags(p)
-    p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
-    p.add_argument("--runs", type=int, default=3, help="runs of each placement at most, as the budget allows (3)")
-    p.add_argument("--soak-steps", type=int, default=200,
-                   help="most steps of the soak run that measures memory growth over the job (200; 0: none)")
-    p.add_argument("--placements", help="only these placements, as THREADSxRANKS, e.g. 2x1,1x2 (default: all)")
-    p.add_argument("--rows", type=int, help="model a dataset of N rows drawn from --dataset (with replacement)")
-    p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64 (extrapolated)")
-    p.add_argument("--price-per-hour", type=float, help="what an hour of the machine costs, for the job's cost")
-    p.add_argument("--validate", nargs="?", type=float, const=1.0, metavar="FRACTION",
-                   help="then run the job (or FRACTION of its steps) and compare projected with actual")
-    p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a model's own code to run")
-    p.add_argument("--out", help="result folder (default: results/size-<model>); a later run there reuses its cells")
-    p.add_argument("--report-out", help="report folder (default: reports/<result folder name>)")
-
-
 def history_parsers(sub: argparse._SubParsersAction) -> None:
     hist = sub.add_parser("history", help="a cell's throughput across library versions, dates or commits, with "
                           "change points (the catalog of result sets)")

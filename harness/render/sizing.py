@@ -169,6 +169,68 @@ def _save(fig: Any, path: Path, plt: Any, caption: str) -> tuple[Path, str]:
     return path, caption
 
 
+def _hm(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def summary_lines(f: dict[str, Any]) -> list[str]:
+    """The answer in words: the boundary, the recommendation with its interval, the validation if run."""
+    lines = []
+    b = f.get("boundary") or {}
+    if b.get("largest_ok"):
+        fail = f", batch {b['smallest_failed']} did not" if b.get("smallest_failed") else \
+            " (the largest tried; the boundary is above it)"
+        lines.append(f"boundary: batch {b['largest_ok']} trains within "
+                     f"{f['request']['memory_bytes'] / GIB:.2f} GiB{fail}")
+        if b.get("fastest_safe_batch") and b["fastest_safe_batch"] != b.get("safe_batch"):
+            lines.append(f"  batch {b['fastest_safe_batch']} trained more than 15% faster than batch "
+                         f"{b['safe_batch']} (the largest within the margin) in the probes: the placements run it")
+    rec = f.get("recommendation")
+    if not rec:
+        lines.append(f.get("verdict") or "no recommendation: no placement trained")
+        return lines
+    interval = (f" (95% prediction interval {_hm(rec['projected_low'])} to {_hm(rec['projected_high'])})"
+                if rec.get("projected_low") else " (one run: no interval, cannot tell how far off)")
+    lines.append(f"recommendation: batch {rec['batch_per_rank']} per rank, {rec['placement']}, provision "
+                 f"{rec['provision_gib']} GiB; the job ({rec['steps']} steps) takes {_hm(rec['projected_seconds'])}"
+                 f"{interval}")
+    if rec.get("projected_peak_bytes"):
+        high = rec.get("projected_peak_high_bytes")
+        lines.append(f"  peak memory: {rec['projected_peak_bytes'] / GIB:.2f} GiB"
+                     + (f" (up to {high / GIB:.2f} GiB if it keeps growing as the soak's later half did)"
+                        if high and high > 1.01 * rec["projected_peak_bytes"] else "")
+                     + f", from the {rec.get('peak_from') or 'short runs (no soak: growth over the job not included)'}")
+    if rec.get("indistinguishable_from"):
+        lines.append(f"  cannot tell apart from: {', '.join(rec['indistinguishable_from'])}")
+    if rec.get("cost") is not None:
+        lines.append(f"  cost: {rec['cost']:.2f} at the given price per hour")
+    for e in f.get("extrapolations") or []:
+        lines.append(f"  at {e['cores']} cores: {_hm(e['seconds'])}" + (" (extrapolated: " + e["from"] + ")"
+                                                                            if e["extrapolation"] else ""))
+    v = f.get("validation")
+    if v:
+        memory = (f"peak memory projected {(v['projected_peak_bytes'] or 0) / GIB:.2f} GiB, actual "
+                  f"{(v['actual_peak_bytes'] or 0) / GIB:.2f} GiB ({(v['memory_error'] or 0):+.1%})")
+        if v.get("projected_peak_high_bytes") and v.get("actual_peak_bytes"):
+            memory += (", inside the projected range" if v["actual_peak_bytes"] <= v["projected_peak_high_bytes"]
+                       else f", above the projected range's top ({v['projected_peak_high_bytes'] / GIB:.2f} GiB)")
+        g = v.get("memory_growth")
+        if g and g["rss_last_minute"] > 1.1 * g["rss_after_first_minute"]:
+            memory += (f"; memory grew during the run, {g['rss_after_first_minute'] / GIB:.2f} -> "
+                       f"{g['rss_last_minute'] / GIB:.2f} GiB ({g['bytes_per_step'] / 2**20:+.1f} MiB per step)")
+        if v["time_error"] is None:
+            lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job) did not finish: "
+                         f"{v['status']}, {v['reason']}; {memory}")
+        else:
+            inside = "inside" if v["inside_interval"] else "outside"
+            lines.append(f"validation ({v['steps']} steps, {v['fraction']:.0%} of the job, {v['status']}): projected "
+                         f"{_hm(v['projected_seconds'])}, actual {_hm(v['actual_seconds'])} "
+                         f"({v['time_error']:+.1%}, {inside} the interval); {memory}")
+    return lines
+
+
 SECTIONS = (("job", "The job, as trl packs it"), ("probes", "The boundary: probes"),
             ("predicted", "Largest batch by budget"), ("breakdown", "Memory by part (analytic beside measured)"),
             ("placements", "Placements"), ("soak", "Memory over the job: the soak run"),
@@ -177,8 +239,6 @@ SECTIONS = (("job", "The job, as trl packs it"), ("probes", "The boundary: probe
 
 
 def render_sizing(f: dict[str, Any], out: Path) -> Path:
-    from harness.sizing.command import summary_lines
-
     out.mkdir(parents=True, exist_ok=True)
     t = tables(f)
     figs = figures(f, out)

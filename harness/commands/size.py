@@ -1,0 +1,137 @@
+"""`xeonft size`: flags to a SizeRequest, the sizing, the report, the optional validation, and the answer printed
+in a few lines. It writes its result folder (cells reused by a later run there) and its report; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.base.errors import XeonftError
+from harness.base.units import parse_bytes, parse_duration
+from harness.cli_parsers import checkpointing_flags
+from harness.commands.base import Command
+from harness.config.finetune import load_config
+from harness.launch.console import console
+
+JOB_FLAGS = ("model", "tokenizer", "dataset", "precision", "seq_len", "train_size", "eval_size", "eval_steps",
+             "save_steps", "backend", "attn_implementation", "num_train_epochs", "gradient_checkpointing",
+             "trust_remote_code")
+
+
+def _margin(text: str) -> float:
+    from harness.analysis.compare import parse_threshold
+
+    value = parse_threshold(text)
+    if not 0 <= value < 1:
+        raise XeonftError(f"--margin must be in [0%, 100%), not {text}")
+    return value
+
+
+def _placements(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", item)
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise XeonftError(f"--placements: expected THREADSxRANKS items like 2x1,1x2, not {item!r}")
+        out.append((int(match.group(1)), int(match.group(2))))
+    return tuple(out)
+
+
+def request(args: argparse.Namespace) -> tuple[Any, Path]:
+    from harness.sizing.job import draw_rows
+    from harness.sizing.size import SizeRequest
+
+    try:
+        memory = parse_bytes(args.memory_limit)
+        budget = parse_duration(args.budget)
+    except ValueError as err:
+        raise XeonftError(str(err)) from None
+    overrides = {k: getattr(args, k) for k in JOB_FLAGS if getattr(args, k, None) is not None}
+    cfg = load_config(args.config, preset=args.preset, **overrides)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(cfg.model).name if "/" in cfg.model else cfg.model).strip("-")
+    out = Path(args.out or Path("results") / f"size-{slug}")
+    extra: dict[str, Any] = {}
+    if args.rows:
+        if args.rows < 2:
+            raise XeonftError("--rows needs at least 2 rows (a train and an eval row)")
+        drawn = draw_rows(cfg.dataset, args.rows, out / f"rows-{args.rows}.json", seed=cfg.seed)
+        extra = {"rows_drawn": args.rows, "rows_from": cfg.dataset}
+        cfg = cfg.model_copy(update={"dataset": str(drawn)})
+    try:
+        cores = tuple(int(c) for c in args.cores.split(",")) if args.cores else ()
+    except ValueError:
+        raise XeonftError(f"--cores: expected core counts like 32,64, not {args.cores!r}") from None
+    chosen = _placements(args.placements) if args.placements else ()
+    if args.runs < 1:
+        raise XeonftError("--runs must be at least 1")
+    if args.soak_steps < 0:
+        raise XeonftError("--soak-steps must be 0 (no soak) or more")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise XeonftError("--batch-size must be at least 1")
+    req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_margin(args.margin),
+                      batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
+                      name=out.name, extra=extra, placements=chosen, max_repeats=args.runs,
+                      soak_max=args.soak_steps)
+    return req, out
+
+
+class Size(Command):
+    name = "size"
+    help = ("what a fine-tune needs here: the largest batch a memory budget allows, throughput over placements, the "
+            "job's projected time and cost")
+
+    @classmethod
+    def setup_arguments(cls, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--memory-limit", required=True, help="memory budget for one run's process tree, e.g. 6GiB")
+        p.add_argument("--budget", default="20m", help="wall time for probes and placements (default 20m)")
+        p.add_argument("--margin", default="10%", help="share of the memory budget to leave free (default 10%%)")
+        p.add_argument("--config", default="recipe", help="the job's recipe: a YAML file or recipe, quick, fast")
+        p.add_argument("--preset", help="a recipe file or shipped name layered over --config")
+        p.add_argument("--fast", action="store_const", const="fast", dest="preset", help="= --preset fast")
+        for flag, kind in (("--model", str), ("--tokenizer", str), ("--dataset", str), ("--precision", str),
+                       ("--seq-len", int), ("--train-size", int), ("--eval-size", int), ("--eval-steps", int),
+                       ("--save-steps", int), ("--backend", str), ("--attn-implementation", str)):
+            p.add_argument(flag, type=kind)
+        p.add_argument("--epochs", type=float, dest="num_train_epochs",
+                       help="epochs of the job (default: the recipe's)")
+        checkpointing_flags(p)
+        p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
+        p.add_argument("--runs", type=int, default=3, help="runs of each placement at most, as the budget allows (3)")
+        p.add_argument("--soak-steps", type=int, default=200,
+                   help="most steps of the soak run that measures memory growth over the job (200; 0: none)")
+        p.add_argument("--placements", help="only these placements, as THREADSxRANKS, e.g. 2x1,1x2 (default: all)")
+        p.add_argument("--rows", type=int, help="model a dataset of N rows drawn from --dataset (with replacement)")
+        p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64 (extrapolated)")
+        p.add_argument("--price-per-hour", type=float, help="what an hour of the machine costs, for the job's cost")
+        p.add_argument("--validate", nargs="?", type=float, const=1.0, metavar="FRACTION",
+                   help="then run the job (or FRACTION of its steps) and compare projected with actual")
+        p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a model's own code to run")
+        p.add_argument("--out",
+                       help="result folder (default: results/size-<model>); a later run there reuses its cells")
+        p.add_argument("--report-out", help="report folder (default: reports/<result folder name>)")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        return run_size(args)
+
+
+def run_size(args: argparse.Namespace) -> int:
+    from harness.render.sizing import render_sizing, summary_lines
+    from harness.sizing.size import size
+    from harness.sizing.validate import validate
+
+    req, out = request(args)
+    report = Path(args.report_out or Path("reports") / out.name)
+    findings = size(req, out)
+    if args.validate is not None and findings.get("recommendation"):
+        render_sizing(findings, report)  # the sizing's report first: the validation may take hours
+        findings = validate(out, args.validate)
+    render_sizing(findings, report)
+    for line in summary_lines(findings):
+        console.print(line)
+    console.print(f"report: {report / 'index.html'}\n        {report / 'report.md'}\n        {out / 'sizing.json'}")
+    return 0
+
+
