@@ -241,9 +241,15 @@ def test_dry_run_says_what_a_resume_would_skip_and_how_long_the_rest_takes(rows_
 BAD_DATASETS = {
     "missing columns": ("chat.jsonl", '{"prompt": "hi", "completion": "hello"}\n', r"lacks column\(s\) instruction"),
     "empty": ("empty.jsonl", "", "has no rows|could not read"),
-    "not utf-8": ("latin.jsonl", b'{"instruction": "caf\xe9", "output": "x"}\n', "not UTF-8|could not read"),
-    "broken json": ("broken.json", '[{"instruction": "a", "output": ', "could not read"),
-    "null fields": ("nulls.jsonl", '{"instruction": null, "output": "x"}\n', "empty or null"),
+    "not utf-8": ("latin.jsonl", b'{"instruction": "caf\xe9", "output": "x"}\n', "not UTF-8 text: byte 20"),
+    "utf-16": ("wide.json", '[{"instruction": "a", "output": "b"}]'.encode("utf-16"), "is UTF-16 text"),
+    "broken json": ("broken.json", '[{"instruction": "a", "output": ', "not valid JSON: line 1, column 33: Expecting"),
+    "not parquet": ("rows.parquet", b"instruction,output\na,b\n", r"is not a Parquet file: it starts with b'inst'"),
+    "broken jsonl line": ("lines.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": \n', "line 2"),
+    "null fields": ("nulls.jsonl", '{"instruction": null, "output": "x"}\n', "row 1: instruction is null"),
+    "wrong field types": ("types.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": 5, "output": null}\n',
+                          r"row 2: instruction is an integer \(5\), not text and output is null \(1 row"),
+    "a list of lists": ("lists.json", '[["a", "b"]]', "item 1 is a list, not an object"),
     "header-only csv": ("header.csv", "instruction,input,output\n", "has no rows"),
     "glob characters": ("rows [v2]*.jsonl", None, None),  # not an error: it loads
 }
@@ -274,12 +280,18 @@ def test_corrupt_models_and_local_paths_that_do_not_exist_are_named(tmp_path, to
     folder = tmp_path / "model dir [copy]"
     folder.mkdir()
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(XeonftError, match="model dir \\[copy\\]"):
+    with pytest.raises(XeonftError, match=r"model dir \[copy\]': config.json is not valid JSON: line 1, column 2"):
         resolve_model(str(folder), torch.float32, tokenizer=str(tokenizer_dir))
-    fake = tmp_path / "fake.gguf"
-    fake.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(XeonftError, match=r"fake\.gguf"):
-        resolve_model(str(fake), torch.float32, tokenizer=str(tokenizer_dir))
+    (folder / "config.json").write_text('{"hidden_size": 8}')
+    with pytest.raises(XeonftError, match="names no model_type or architectures"):
+        resolve_model(str(folder), torch.float32, tokenizer=str(tokenizer_dir))
+    for content, problem in ((b"GGUF" + b"\0" * 64, "has GGUF version 0 at byte 4"),
+                             (b"PK\x03\x04 a zip file", r"is not a GGUF file: it starts with b.PK"),
+                             (b"GGUF\x03\0", "is truncated: 6 bytes")):
+        fake = tmp_path / "fake.gguf"
+        fake.write_bytes(content)
+        with pytest.raises(XeonftError, match=rf"model file '.*fake\.gguf' {problem}"):
+            resolve_model(str(fake), torch.float32, tokenizer=str(tokenizer_dir))
     with pytest.raises(XeonftError, match="dataset file not found"):
         load_rows("./data/rows")  # looks local: never a Hub lookup
 

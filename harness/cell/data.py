@@ -7,12 +7,14 @@ CSV file, or a Hugging Face Hub dataset id. Rows need ``instruction`` and ``outp
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from harness.base.errors import XeonftError
+from harness.base.sniff import json_problem, parquet_problem, text_problem
 from harness.cell.assets import DEFAULT_DATA, ensure
 
 REQUIRED = ("instruction", "output")
@@ -40,10 +42,14 @@ def _load(name: str) -> tuple[Any, str]:
         try:
             with _globless(path) as safe:
                 return datasets.load_dataset(loader, data_files=str(safe), split="train"), str(path)
-        except Exception as err:  # datasets raises many types for unreadable files
+        except Exception as err:  # datasets raises many types for unreadable files: say what is wrong instead
             if "corresponds to no data" in str(err):
                 raise XeonftError(f"dataset '{path}' has no rows") from None
-            raise XeonftError(f"dataset '{path}': could not read it as {loader}: {err}") from None
+            problem = _file_problem(path)
+            if problem:
+                raise XeonftError(f"dataset '{path}' {problem}") from None
+            cause = str(err.__cause__ or err).strip().splitlines() or [type(err).__name__]
+            raise XeonftError(f"dataset '{path}': could not read it as {loader}: {cause[-1][:200]}") from None
     if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a local path, not a Hub id: never look it up
         raise XeonftError(f"dataset file not found: {path}")
     if name.count("/") == 1:
@@ -54,6 +60,54 @@ def _load(name: str) -> tuple[Any, str]:
     raise XeonftError(
         f"unknown dataset '{name}': expected 'default', a .json/.jsonl/.parquet/.csv file, or a Hub id org/name"
     )
+
+
+def _file_problem(path: Path, rows: bool = True) -> str | None:
+    """Why a file is not what its name claims: its encoding, the first line that does not parse, an item that is
+    not a row, or (with `rows`, for JSON rows that parse) the first row whose instruction or output is not text."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return parquet_problem(path)
+    if suffix in (".json", ".jsonl"):
+        problem = json_problem(path, lines=suffix == ".jsonl")
+        if problem:
+            return problem
+        text = path.read_text(encoding="utf-8")
+        data = [json.loads(line) for line in text.splitlines() if line.strip()] if suffix == ".jsonl" \
+            else json.loads(text)
+        if not isinstance(data, list):
+            return f"holds a JSON {type(data).__name__}, not a list of rows"
+        if not all(isinstance(r, dict) for r in data):
+            first = next(i for i, r in enumerate(data) if not isinstance(r, dict))
+            return f"is not a list of rows: item {first + 1} is a {type(data[first]).__name__}, not an object"
+        return row_problem(data) if rows else None
+    return text_problem(path)
+
+
+def _what(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "empty"
+    kind = {bool: "a boolean", int: "an integer", float: "a number", list: "a list", dict: "an object"}
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return f"{kind.get(type(value), 'a ' + type(value).__name__)} ({shown}), not text"
+
+
+def row_problem(rows: Iterable[dict[str, Any]]) -> str | None:
+    """The first row (counted from 1) whose instruction or output is missing, null, empty or not text, naming that
+    field and what it holds, and how many rows share a problem."""
+    first: str | None = None
+    bad = 0
+    for number, row in enumerate(rows, 1):
+        problems = [f"{c} is missing" if c not in row else f"{c} is {_what(row[c])}" for c in REQUIRED
+                    if not isinstance(row.get(c), str) or not row[c].strip()]
+        if problems:
+            bad += 1
+            first = first or f"row {number}: {' and '.join(problems)}"
+    if first is None:
+        return None
+    return f"{first} ({bad} row(s) in all); every Alpaca row needs text in instruction and output"
 
 
 @contextlib.contextmanager
@@ -73,6 +127,10 @@ def load_rows(name: str) -> Any:
     """Load and validate Alpaca rows: the needed columns present, at least one row, input filled as ''."""
     ds, where = _load(name)
     missing = [c for c in REQUIRED if c not in ds.column_names]
+    if missing and Path(where).suffix.lower() in (".json", ".jsonl") and Path(where).is_file():
+        found = _file_problem(Path(where), rows=False)  # datasets reads some non-rows as a `text` column
+        if found:
+            raise XeonftError(f"dataset '{where}' {found}")
     if missing:
         raise XeonftError(
             f"dataset '{where}' lacks column(s) {', '.join(missing)}; it has {', '.join(ds.column_names) or 'none'}"
@@ -80,14 +138,14 @@ def load_rows(name: str) -> Any:
         )
     if len(ds) == 0:
         raise XeonftError(f"dataset '{where}' has no rows")
-    for column in REQUIRED:
-        try:
-            bad = [i for i, v in enumerate(ds[column]) if not isinstance(v, str) or not v.strip()]
-        except UnicodeDecodeError as err:  # datasets decodes text lazily, on first access
-            raise XeonftError(f"dataset '{where}' is not UTF-8 text ({err.reason} at byte {err.start})") from None
-        if bad:
-            raise XeonftError(f"dataset '{where}': {len(bad)} row(s) have an empty or null {column} (first: row "
-                              f"{bad[0] + 1}); every Alpaca row needs text there")
+    try:
+        columns = [list(ds[c]) for c in REQUIRED]
+    except UnicodeDecodeError as err:  # datasets decodes text lazily, on first access: name the file's byte
+        found = _file_problem(Path(where)) if Path(where).is_file() else None
+        raise XeonftError(f"dataset '{where}' {found or f'is not UTF-8 text ({err.reason})'}") from None
+    problem = row_problem(dict(zip(REQUIRED, values, strict=True)) for values in zip(*columns, strict=True))
+    if problem:
+        raise XeonftError(f"dataset '{where}': {problem}")
     if "input" not in ds.column_names:
         ds = ds.add_column("input", [""] * len(ds))
     return ds.map(lambda r: {"input": r["input"] or ""}).select_columns(["instruction", "input", "output"])

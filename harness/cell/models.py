@@ -10,6 +10,7 @@ Accepted names:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from harness.base.errors import XeonftError
+from harness.base.sniff import gguf_problem, json_problem
 from harness.cell.assets import DEFAULT_MODEL, cache_dir, ensure
 from harness.measure.shapes import SHAPES
 
@@ -146,6 +148,21 @@ def _default_dir() -> Path:
     return gguf_to_safetensors(ensure(DEFAULT_MODEL))
 
 
+def _check_model_dir(path: Path) -> None:
+    """A model folder holds a config.json that is a JSON object naming its model type, checked before transformers
+    reads it (whose errors name neither the file nor the place)."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise XeonftError(f"model directory '{path}' has no config.json")
+    problem = json_problem(config, lines=False)
+    if problem:
+        raise XeonftError(f"model directory '{path}': config.json {problem}")
+    value = json.loads(config.read_text(encoding="utf-8"))
+    if not isinstance(value, dict) or not (value.get("model_type") or value.get("architectures")):
+        raise XeonftError(f"model directory '{path}': config.json names no model_type or architectures, so it is "
+                          "not a transformers model's config")
+
+
 def _source_dir(name: str) -> str | Path:
     if name == "default":
         return _default_dir()
@@ -153,10 +170,12 @@ def _source_dir(name: str) -> str | Path:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise XeonftError(f"model file not found: {path}")
+        problem = gguf_problem(path)
+        if problem:
+            raise XeonftError(f"model file '{path}' {problem}")
         return gguf_to_safetensors(path)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise XeonftError(f"model directory '{path}' has no config.json")
+        _check_model_dir(path)
         return path
     if os.sep in name and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise XeonftError(f"model directory not found: {path}")
