@@ -10,8 +10,8 @@ from typing import Any
 
 from harness.base.errors import XeonftError
 from harness.base.units import parse_bytes, parse_duration
-from harness.cli_parsers import checkpointing_flags
 from harness.commands.base import Command
+from harness.commands.flags import field_flags, field_overrides, recipe_flags
 from harness.config.finetune import load_config
 from harness.launch.console import console
 
@@ -48,8 +48,7 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
         budget = parse_duration(args.budget)
     except ValueError as err:
         raise XeonftError(str(err)) from None
-    overrides = {k: getattr(args, k) for k in JOB_FLAGS if getattr(args, k, None) is not None}
-    cfg = load_config(args.config, preset=args.preset, **overrides)
+    cfg = load_config(args.config, preset=args.preset, **field_overrides(args, JOB_FLAGS))
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(cfg.model).name if "/" in cfg.model else cfg.model).strip("-")
     out = Path(args.out or Path("results") / f"size-{slug}")
     extra: dict[str, Any] = {}
@@ -87,16 +86,8 @@ class Size(Command):
         p.add_argument("--memory-limit", required=True, help="memory budget for one run's process tree, e.g. 6GiB")
         p.add_argument("--budget", default="20m", help="wall time for probes and placements (default 20m)")
         p.add_argument("--margin", default="10%", help="share of the memory budget to leave free (default 10%%)")
-        p.add_argument("--config", default="recipe", help="the job's recipe: a YAML file or recipe, quick, fast")
-        p.add_argument("--preset", help="a recipe file or shipped name layered over --config")
-        p.add_argument("--fast", action="store_const", const="fast", dest="preset", help="= --preset fast")
-        for flag, kind in (("--model", str), ("--tokenizer", str), ("--dataset", str), ("--precision", str),
-                       ("--seq-len", int), ("--train-size", int), ("--eval-size", int), ("--eval-steps", int),
-                       ("--save-steps", int), ("--backend", str), ("--attn-implementation", str)):
-            p.add_argument(flag, type=kind)
-        p.add_argument("--epochs", type=float, dest="num_train_epochs",
-                       help="epochs of the job (default: the recipe's)")
-        checkpointing_flags(p)
+        recipe_flags(p, config_default="recipe")
+        field_flags(p, JOB_FLAGS)
         p.add_argument("--batch-size", type=int, help="size this batch (per rank) instead of searching the boundary")
         p.add_argument("--runs", type=int, default=3, help="runs of each placement at most, as the budget allows (3)")
         p.add_argument("--soak-steps", type=int, default=200,
@@ -107,7 +98,6 @@ class Size(Command):
         p.add_argument("--price-per-hour", type=float, help="what an hour of the machine costs, for the job's cost")
         p.add_argument("--validate", nargs="?", type=float, const=1.0, metavar="FRACTION",
                    help="then run the job (or FRACTION of its steps) and compare projected with actual")
-        p.add_argument("--trust-remote-code", action="store_true", default=None, help="allow a model's own code to run")
         p.add_argument("--out",
                        help="result folder (default: results/size-<model>); a later run there reuses its cells")
         p.add_argument("--report-out", help="report folder (default: reports/<result folder name>)")

@@ -36,9 +36,11 @@ class FinetuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = "default"
-    tokenizer: str | None = None
-    dataset: str = "default"
+    model: str = Field(default="default",
+                       description="default | path/to/model.gguf | local dir | Hub id | synthetic:<shape>")
+    tokenizer: str | None = Field(default=None,
+                                  description="tokenizer dir or Hub id (default: the model's, or the default model's)")
+    dataset: str = Field(default="default", description="default | file.json/.jsonl/.parquet/.csv | Hub dataset id")
     trust_remote_code: bool = False
 
     train_size: int | None = Field(default=None, ge=1)
@@ -49,39 +51,48 @@ class FinetuneConfig(BaseModel):
     lora_alpha: float = Field(default=16, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: str | list[str] = "all-linear"
-    lora_init: Literal["olora", "gaussian", "default", "pissa"] = "olora"
+    lora_init: Literal["olora", "gaussian", "default", "pissa"] = Field(
+        default="olora", description="the adapters' initialisation (peft's init_lora_weights)")
     lora_bias: Literal["none", "all", "lora_only"] = "none"
 
     batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     learning_rate: float = Field(default=2e-4, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
-    num_train_epochs: float = Field(default=1, gt=0)
-    max_steps: int | None = Field(default=None, ge=1)
-    optim: str = "adamw_torch"
+    num_train_epochs: float = Field(default=1, gt=0, description="epochs to train (default: the recipe's)")
+    max_steps: int | None = Field(default=None, ge=1, description="stop after N optimizer steps (default: one epoch)")
+    optim: str = Field(default="adamw_torch",
+                       description="a transformers optimizer name (adamw_torch, adamw_torch_fused, ...)")
     logging_steps: int = Field(default=1, ge=1)
     eval_steps: int | None = Field(default=5, ge=1)
     save_steps: int = Field(default=100, ge=1)
     save_total_limit: int | None = 3
     save_checkpoints: bool = True
     packing: bool = True
-    seq_len: int = Field(default=1024, ge=8)
+    seq_len: int = Field(default=1024, ge=8, description="packed sequence length (SFTConfig.max_length)")
     # true: each decoder layer's forward rerun in the backward pass; selective: only its element-wise ops
     # (harness/cell/checkpointing.py); false: none
     gradient_checkpointing: bool | Literal["selective"] = True
     # sdpa (transformers' default: one row-sized block-diagonal mask for a packed row), eager, varlen (causal SDPA
     # per packed document, no mask) or docbatch (the documents padded into one batch, loop-free): cell/attention.py
-    attn_implementation: Literal["sdpa", "eager", "varlen", "docbatch"] = "sdpa"
+    attn_implementation: Literal["sdpa", "eager", "varlen", "docbatch"] = Field(
+        default="sdpa", description="sdpa (one mask per packed row), eager, varlen (SDPA per packed document) or "
+        "docbatch (the documents padded into one batch)")
     # trl (its tiled log-probabilities: SFTTrainer's own fused LM head) or fused (harness/cell/head.py: one GEMM per
     # token chunk, folded in one compiled pass, the hidden-state gradient taken in the forward)
-    lm_head: Literal["trl", "fused"] = "trl"
+    lm_head: Literal["trl", "fused"] = Field(
+        default="trl", description="trl (SFTTrainer's own LM head) or fused (one GEMM per token chunk, compiled)")
     seed: int = 42
 
-    precision: Precision = "bf16-autocast"
-    backend: Backend = "eager"
+    precision: Precision = Field(default="bf16-autocast", description="fp32; bf16-autocast (fp32 weights, bf16 "
+                                 "compute); bf16 (base in bf16, adapters fp32); bf16-mixed (bf16 base, fp32 adapter "
+                                 "master weights, every GEMM in bf16)")
+    backend: Backend = Field(default="eager", description="eager; compile (the whole model); compile-layers (each "
+                             "decoder layer, one graph reused); ipex (needs IPEX: the seed-2025 environment)")
     threads: int | None = Field(default=None, ge=1)
 
-    prompts: tuple[str, ...] = ("List a fun fact about the sun!",)
+    prompts: tuple[str, ...] = Field(default=("List a fun fact about the sun!",),
+                                     description="prompt to generate for (repeatable)")
     max_new_tokens: int = Field(default=512, ge=1)
 
     @field_validator("prompts", mode="before")
