@@ -75,7 +75,7 @@ def test_a_rank_that_dies_fails_the_cell_with_a_reason_and_the_sweep_goes_on(ddp
 
 
 def test_the_report_shows_scaling(ddp, tmp_path):
-    out = render(ddp.root, out=tmp_path / "report", baseline="ranks=1")
+    out = render(ddp.root, out=tmp_path / "report", baseline="ranks=1").folder
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert "scaling" in (out / "index.html").read_text()
 

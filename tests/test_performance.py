@@ -74,9 +74,14 @@ def test_a_bare_cell_runs_unwatched_and_the_report_measures_the_overhead(side_by
     assert all(r["memory"]["peak_rss_bytes"] > 0 and r["result"]["onednn"] for r in full)
     assert all(0 < r["result"]["summary"]["tracker_seconds_per_step"] < r["result"]["summary"]["step_seconds_p50"]
                for r in full)
-    out = render(side_by_side.root, out=tmp_path / "rep", baseline="preset=none,instrument=full")
+    rendered = render(side_by_side.root, out=tmp_path / "rep", baseline="preset=none,instrument=full")
+    out = rendered.folder
     report = json.loads((out / "report.json").read_text())
     assert len(report["overhead"]) == 1
+    # what `xeonft report` prints is what render returned, the same figures as report.json
+    assert [(o.overhead, o.ci_low, o.ci_high, o.p) for o in rendered.overhead] == [
+        (r["overhead"], r["CI low"], r["CI high"], r["p"]) for r in report["overhead"]]
+    assert rendered.overhead[0].line().startswith("instrumentation overhead, ")
     for row in report["overhead"]:
         assert row["CI low"] <= row["overhead"] <= row["CI high"] and 0 <= row["p"] <= 1
         assert 0 < row["launcher CPU share"] < 0.5 and 0 < row["tracker share"] < 0.5

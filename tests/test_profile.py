@@ -30,5 +30,5 @@ def test_a_profiled_step_is_recorded_apart_and_a_one_cell_report_renders(rows_fi
     assert res["summary"]["measured_tokens"] == sum(s["tokens"] for s in measured)
     profile = res["profile"]
     assert sum(profile["share"].values()) == pytest.approx(1.0) and profile["seconds"]["gemm"] > 0
-    out = render(store.root, out=tmp_path / "r", baseline="precision=bf16")
+    out = render(store.root, out=tmp_path / "r", baseline="precision=bf16").folder
     assert (out / "breakdown.png").is_file() and (out / "throughput.png").is_file()

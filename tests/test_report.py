@@ -48,7 +48,7 @@ class Page(HTMLParser):
 def report(sweep, tmp_path_factory):
     _, store = sweep
     out = tmp_path_factory.mktemp("report")
-    return store, render(store.root, out=out, baseline="precision=fp32,batch_size=1,pinning=none")
+    return store, render(store.root, out=out, baseline="precision=fp32,batch_size=1,pinning=none").folder
 
 
 def test_every_file_and_plot_is_written(report):
@@ -103,9 +103,30 @@ def test_text_from_results_is_escaped(sweep, tmp_path):
     record = json.loads(failed.read_text())
     record["reason"] = "<script>alert('x')</script>"
     failed.write_text(json.dumps(record))
-    out = render(copy, out=tmp_path / "r")
+    out = render(copy, out=tmp_path / "r").folder
     text = (out / "index.html").read_text()
     assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_the_report_verb_prints_what_render_returned_not_a_reread_file(sweep, tmp_path, capsys, monkeypatch):
+    """render returns its first lines as a value (the baseline, headline, notes, overhead), the ones report.json
+    holds; the verb prints those, and reads nothing back from disk."""
+    import harness.render.report as report_module
+
+    _, store = sweep
+    returned = []
+    real = report_module.render
+    monkeypatch.setattr(report_module, "render", lambda *a, **k: returned.append(real(*a, **k)) or returned[-1])
+    capsys.readouterr()
+    assert main(["report", str(store.root), "--out", str(tmp_path / "r")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    (got,) = returned
+    saved = json.loads((got.folder / "report.json").read_text())
+    assert (got.baseline, got.headline, list(got.notes)) == (saved["baseline"], saved["headline"], saved["notes"])
+    assert got.notes and printed == got.summary_lines()
+    assert printed[0] == saved["baseline"] and f"note: {saved['notes'][0]}" in printed
+    assert printed[-3:] == [f"report: {tmp_path / 'r' / 'index.html'}", f"        {tmp_path / 'r' / 'report.md'}",
+                            f"        {tmp_path / 'r' / 'cells.csv'}"]
 
 
 def test_cli_report_and_a_bad_baseline(sweep, tmp_path, capsys):

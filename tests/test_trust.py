@@ -110,7 +110,7 @@ def test_repeats_auto_stops_at_min_when_the_spread_is_small_and_goes_to_max_when
     assert len(store.manifest().cells) == expected_runs == len(store.records())
     configs = configurations(cells_frame(store), target_half_width=0.03)
     assert bool(configs["reached_target"].iloc[0]) is (spread == 0.0)
-    md = (render(store.root, out=tmp_path / "r") / "report.md").read_text().lower()
+    md = (render(store.root, out=tmp_path / "r").folder / "report.md").read_text().lower()
     assert "repeats: auto" in md and ("1 of 1 configurations reached it" if spread == 0 else "not reached") in md
 
 
@@ -136,7 +136,7 @@ def test_a_result_set_from_before_schema_versions_still_reports_and_compares(tmp
     manifest = json.loads((old / "manifest.json").read_text())
     manifest.pop("schema_version")
     (old / "manifest.json").write_text(json.dumps(manifest))
-    assert compare(old, new).cells and render(old, out=tmp_path / "r", baseline="batch_size=1").is_dir()
+    assert compare(old, new).cells and render(old, out=tmp_path / "r", baseline="batch_size=1").folder.is_dir()
 
 
 def test_damaged_and_newer_cell_files_are_named_not_fatal(tmp_path, capsys):
@@ -204,10 +204,10 @@ def test_phase_marks_name_the_phase_that_set_the_peak_and_leave_the_kernels_maxi
 def test_report_headline_is_worded_by_its_interval(tmp_path):
     rng = np.random.default_rng(9)
     same = synthetic_set(tmp_path / "same", rng, speed=(100.0, 101.0), run_cv=0.2, repeats=3)
-    text = json.loads((render(same, out=tmp_path / "r1", baseline="batch_size=1") / "report.json").read_text())
+    text = json.loads((render(same, out=tmp_path / "r1", baseline="batch_size=1").folder / "report.json").read_text())
     assert "not distinguishable from the baseline" in text["headline"] or "which is the baseline" in text["headline"]
     fast = synthetic_set(tmp_path / "fast", rng, speed=(100.0, 150.0), run_cv=0.02, repeats=5)
-    text = json.loads((render(fast, out=tmp_path / "r2", baseline="batch_size=1") / "report.json").read_text())
+    text = json.loads((render(fast, out=tmp_path / "r2", baseline="batch_size=1").folder / "report.json").read_text())
     assert "1.5" in text["headline"] and "95% interval" in text["headline"]
     top = text["top"]
     assert all(r["CV"] is not None and r["95% interval"] != "-" for r in top)

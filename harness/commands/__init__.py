@@ -1,1 +1,24 @@
-"""One module per verb: its parser, its run, its exit-code policy (`harness.cli` only dispatches)."""
+"""One module per verb: its parser, its run, its exit-code policy (`harness.cli` only dispatches).
+
+`COMMANDS` is the one list of the verbs, in the order `xeonft --help` shows them. A verb's module imports its
+stage's code inside `run`, so that `xeonft VERB --help` stays quick.
+"""
+
+from harness.commands.base import Command
+from harness.commands.bisect import Bisect
+from harness.commands.cache import Cache
+from harness.commands.compare import Compare
+from harness.commands.env import Env
+from harness.commands.fetch import Fetch
+from harness.commands.finetune import Finetune
+from harness.commands.history import History
+from harness.commands.merge import Merge
+from harness.commands.peak import Peak
+from harness.commands.report import Report
+from harness.commands.run import Run
+from harness.commands.size import Size
+
+COMMANDS: tuple[type[Command], ...] = (Fetch, Finetune, Run, Merge, Report, Compare, Peak, Env, Size, History, Bisect,
+                                       Cache)
+
+__all__ = ["COMMANDS", "Command"]

@@ -5,6 +5,7 @@ or were disturbed are listed with their reasons rather than dropped silently."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from harness.analysis.frames import cells_frame, steps_frame
 from harness.analysis.overhead import flags, overhead_frame
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
-from harness.base.units import interval, pct
+from harness.base.units import interval, missing, num, pct
 from harness.render.figures import plots
 from harness.render.pages import markdown, page
 from harness.results.records import Manifest
@@ -26,6 +27,54 @@ TOP_COLUMNS = {"variant": "variant", "batch_size": "batch_size", "tokens_per_s":
                "peak_rss_gib": "peak RSS GiB", "eval_loss": "eval loss", "eval_vs_base": "eval loss vs baseline",
                "gemm_kernel": "oneDNN GEMM kernel", "compile_s": "compile s", "recompiles": "recompiles",
                "reached_target": "target reached"}
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """One configuration's instrumentation overhead: full against bare twins (`analysis.overhead`)."""
+
+    variant: str
+    batch_size: int
+    overhead: float
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    tracker_share: float
+    launcher_cpu_share: float
+
+    def line(self) -> str:
+        ci = (f"95% interval {pct(self.ci_low, signed=True)} to {pct(self.ci_high, signed=True)}, "
+              f"p={num(self.p, '{:.2g}')}")
+        return (f"instrumentation overhead, {self.variant} batch {self.batch_size}: {self.overhead:+.2%} ({ci}); "
+                f"step tracker {pct(self.tracker_share)} of a step, launcher {pct(self.launcher_cpu_share)} of the "
+                "cell's CPU")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `render` wrote, and what a reader needs first: the baseline, the headline, the notes, the overhead."""
+
+    folder: Path
+    baseline: str
+    headline: str | None
+    notes: tuple[str, ...]
+    overhead: tuple[Overhead, ...]
+
+    def summary_lines(self) -> list[str]:
+        """The few lines `xeonft report` prints, ending with the files to open."""
+        return [self.baseline, *([self.headline] if self.headline else []), *(f"note: {n}" for n in self.notes),
+                *(o.line() for o in self.overhead), f"report: {self.folder / 'index.html'}",
+                f"        {self.folder / 'report.md'}", f"        {self.folder / 'cells.csv'}"]
+
+
+def _overhead(frame: pd.DataFrame) -> tuple[Overhead, ...]:
+    def known(v: Any) -> float | None:
+        return None if missing(v) else float(v)
+
+    return tuple(Overhead(variant=str(r["variant"]), batch_size=int(r["batch_size"]), overhead=float(r["overhead"]),
+                          ci_low=known(r["CI low"]), ci_high=known(r["CI high"]), p=known(r["p"]),
+                          tracker_share=float(r["tracker share"]), launcher_cpu_share=float(r["launcher CPU share"]))
+                 for r in frame.to_dict(orient="records"))
 
 
 def top_table(configs: pd.DataFrame, base_identity: str | None) -> pd.DataFrame:
@@ -78,8 +127,8 @@ def notes(manifest: Manifest, df: pd.DataFrame, configs: pd.DataFrame, auto: dic
     return out
 
 
-def render(results: str | Path, out: str | Path | None = None, baseline: str | None = None) -> Path:
-    """Write reports/<name>/ for a result set; return the folder."""
+def render(results: str | Path, out: str | Path | None = None, baseline: str | None = None) -> Report:
+    """Write reports/<name>/ for a result set; return its folder and its first lines."""
     store = ResultStore(results)
     manifest = store.manifest()
     name = manifest.name or Path(results).name
@@ -106,9 +155,9 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     if not flagged.empty:
         problems = pd.concat([problems, flagged.rename(columns={"flag": "reason"}).assign(status="flagged")],
                              ignore_index=True)
+    first, said = headline(configs, base_identity), notes(manifest, df, configs, auto)
     meta = {"name": name, "created": manifest.created, "cells": len(df), "ok": int((df["status"] == "ok").sum()),
-            "baseline": base_note, "headline": headline(configs, base_identity),
-            "notes": notes(manifest, df, configs, auto)}
+            "baseline": base_note, "headline": first, "notes": said}
     tables = {"top": top, "problems": problems, "overhead": overhead_frame(df)}
     fp = manifest.fingerprint.model_dump(mode="json")
     (out_dir / "report.md").write_text(markdown(meta, tables, fp, figs), encoding="utf-8")
@@ -117,4 +166,5 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     (out_dir / "report.json").write_text(json.dumps({
         **meta, "top": top.to_dict(orient="records"), "configurations": configs_json,
         "overhead": tables["overhead"].to_dict(orient="records")}, indent=1, default=str), encoding="utf-8")
-    return out_dir
+    return Report(folder=out_dir, baseline=base_note, headline=first, notes=tuple(said),
+                  overhead=_overhead(tables["overhead"]))

@@ -1,6 +1,7 @@
-"""`xeonft bisect`: a library's releases between a good and a bad version, each built as a stack over xeonft's own
-environment and run on one cell with enough repeats for a run-level verdict, bisected to the first version whose
-throughput (or eval loss) changed beyond the threshold with significance."""
+"""Bisecting for real (`xeonft bisect`): a library's releases between a good and a bad version, each built as a stack
+over xeonft's own environment and run on one cell with enough repeats for a run-level verdict, searched by the pure
+`harness.history.bisect` for the first version whose throughput (or eval loss) changed beyond the threshold with
+significance. The cells land in one result set; adding it to the catalog is the verb's call."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from harness.base.errors import XeonftError
 from harness.config.matrix import load_matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
-from harness.history import catalog, releases
+from harness.history import releases
 from harness.history.bisect import BisectResult, bisect
 from harness.launch import stacks
 from harness.launch.console import console
@@ -50,7 +51,8 @@ def pins_for(libs: list[str], version: str, companions: dict[str, list[str]]) ->
 
 def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector: str | None, out: Path,
                runs: int = 3, max_runs: int = 6, threshold: float = 0.05, alpha: float = 0.01,
-               metric: str = "throughput", results_dir: Path = Path("results")) -> tuple[BisectResult, dict[str, Any]]:
+               metric: str = "throughput") -> tuple[BisectResult, dict[str, Any]]:
+    """The bisect's result, and its timings (each stack's build: seconds and size; the wall time)."""
     spec = pick_cell(matrix_path, selector)
     versions = releases.between(releases.available(libs[0]), good, bad)
     companions = {lib: releases.available(lib) for lib in libs[1:]}
@@ -99,42 +101,9 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
             raise XeonftError(f"bisect {libs[0]}: {err}; see the cells in {out}") from None
         store.add_cells(runner.keys)
     timings["wall_seconds"] = time.time() - timings.pop("started")
-    catalog.add(out, catalog.default_path(results_dir))
     return result, timings
 
 
 def _size(stack: Stack) -> dict[str, Any]:
     made = stacks.info(stack) or {}
     return {"bytes": made.get("bytes"), "changed": made.get("changed")}
-
-
-def report_lines(result: BisectResult, libs: list[str], timings: dict[str, Any], metric: str) -> list[str]:
-    lines = [f"{'version':>12}  runs  {'median':>9}  verdict against {result.versions[0]}"]
-    from harness.base.stats import summarize_runs
-
-    for v in result.versions:
-        if v not in result.runs or not result.runs[v]:
-            continue
-        s = summarize_runs(result.runs[v])
-        verdict = result.verdicts.get(v)
-        shown = s.median if metric == "throughput" else 1 / s.median
-        lines.append(f"{v:>12}  {s.n:>4}  {shown:>9.3f}  " + (
-            "(the good version)" if v == result.versions[0] else f"{verdict.verdict}: {verdict.reason}"
-            if verdict else ""))
-    unit = "tokens/s" if metric == "throughput" else "eval loss"
-    lines.append(f"(median {unit} over runs; each run a separate process)")
-    if result.direction is None:
-        lines.append(f"no change between {result.versions[0]} and {result.versions[-1]} to bisect")
-    else:
-        sure = "" if result.certain else " (uncertain: see the notes)"
-        lines.append(f"culprit: {libs[0]} {result.culprit} ({result.direction} than {result.versions[0]}; the last "
-                     f"version like it: {result.last_good}){sure}; {result.rounds} version(s) measured between")
-    lines += [f"note: {n}" for n in result.notes]
-    builds = timings["builds"]
-    if builds:
-        secs = [b["seconds"] for b in builds.values()]
-        sizes = [b["bytes"] or 0 for b in builds.values()]
-        lines.append(f"stacks built: {len(builds)}, {min(secs):.0f}-{max(secs):.0f} s each, "
-                     f"{min(sizes) / 2**20:.1f}-{max(sizes) / 2**20:.1f} MiB on disk each")
-    lines.append(f"bisect wall time: {timings['wall_seconds'] / 60:.1f} min")
-    return lines
