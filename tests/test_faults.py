@@ -238,6 +238,23 @@ def test_dry_run_says_what_a_resume_would_skip_and_how_long_the_rest_takes(rows_
     assert len(ResultStore(tmp_path / "set").records()) == 3  # nothing ran
 
 
+def test_dry_run_plans_with_the_memory_limit_a_run_would_apply(rows_file, tokenizer_dir, tmp_path, monkeypatch,
+                                                               capsys):
+    """A set --memory-limit is part of each cell's key: the plan must use it, or it lists other keys and would run
+    again every cell that a --resume with the same limit skips; and a bad limit is refused before the plan."""
+    monkeypatch.setattr(sweep_module, "supervise", _fake_supervise([]))
+    m = tiny_matrix(rows_file, tokenizer_dir)
+    run_sweep(m.with_memory_limit("6GiB"), out=tmp_path / "set")
+    (tmp_path / "m.yaml").write_text(json.dumps(m.document))
+    capsys.readouterr()
+    argv = ["run", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "set"), "--resume", "--dry-run"]
+    assert cli.main([*argv, "--memory-limit", "6GiB"]) == 0
+    out = capsys.readouterr().err
+    assert out.count("skip") == 3 and " run " not in out
+    assert cli.main([*argv, "--memory-limit", "plenty"]) == 2
+    assert "--memory-limit" in capsys.readouterr().err
+
+
 BAD_DATASETS = {
     "missing columns": ("chat.jsonl", '{"prompt": "hi", "completion": "hello"}\n', r"lacks column\(s\) instruction"),
     "empty": ("empty.jsonl", "", "has no rows|could not read"),

@@ -42,6 +42,8 @@ class Run(Command):
         matrix = load_matrix(args.matrix, trust_remote_code=bool(args.trust_remote_code))
         if args.node_rank is not None:
             matrix = matrix.for_node(args.node_rank)
+        if args.memory_limit:  # before the plan: a set limit is part of each cell's key
+            matrix = matrix.with_memory_limit(args.memory_limit)
         if args.dry_run:
             from harness.launch.console import console
             from harness.launch.plan import plan
@@ -49,8 +51,6 @@ class Run(Command):
             out = Path(args.out or Path("results") / matrix.name)
             console.print(plan(matrix, out, args.resume, args.retry_failed))
             return 0
-        if args.memory_limit:
-            matrix = matrix.with_memory_limit(args.memory_limit)
         from harness.history import catalog
         from harness.launch.sweep import run_sweep
 
