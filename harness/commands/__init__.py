@@ -1,6 +1,7 @@
 """One module per verb: its parser, its run, its exit-code policy (`harness.cli` only dispatches).
 
-`COMMANDS` is the one list of the verbs, in the order `xeonft --help` shows them. A verb's module imports its
+`COMMANDS` is the one list of the verbs, in the order `xeonft --help` and the README's map of the
+verbs show them. A verb's module imports its
 stage's code inside `run`, so that `xeonft VERB --help` stays quick.
 """
 
@@ -18,7 +19,7 @@ from harness.commands.report import Report
 from harness.commands.run import Run
 from harness.commands.size import Size
 
-COMMANDS: tuple[type[Command], ...] = (Fetch, Finetune, Run, Merge, Report, Compare, Peak, Env, Size, History, Bisect,
+COMMANDS: tuple[type[Command], ...] = (Fetch, Finetune, Run, Report, Compare, Merge, Size, Peak, History, Bisect, Env,
                                        Cache)
 
 __all__ = ["COMMANDS", "Command"]
