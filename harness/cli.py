@@ -8,7 +8,8 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from harness.base.errors import XeonftError
+from harness.base.errors import Failure, Unavailable, XeonftError
+from harness.base.messages import one_line
 from harness.commands import COMMANDS
 
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {c.name: c.run for c in COMMANDS}
@@ -25,18 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit codes: the verb's own (0, or 1 for a regression found); 2 bad input (an XeonftError's, one line);
-    3 a failure inside xeonft (one line, the traceback kept in a file it names); 130 interrupted."""
+    """Exit codes (docs/cli.md has the table): the verb's own (0, or 1 for a regression found); 2 bad input (an
+    XeonftError: one line naming the problem); 3 a failure that is not the user's (the machine, a run, a bug: one
+    line, a bug's traceback kept in a file it names); 130 interrupted. Every message is one bounded line."""
     args = build_parser().parse_args(argv)
     # transformers 5 renames gradient_checkpointing while trl still sets it: noise for users, not news.
     warnings.filterwarnings("ignore", message=".*is deprecated and will be removed in v6", category=FutureWarning)
     try:
         return VERBS[args.verb](args)
+    except (Failure, Unavailable) as err:  # not the user's input: the machine or the run
+        _say(f"failed: {err}")
+        return err.exit_code
     except XeonftError as err:
-        print(f"xeonft: error: {err}", file=sys.stderr)
+        _say(f"error: {err}")
         return err.exit_code
     except KeyboardInterrupt as err:
-        print(f"xeonft: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
+        _say(f"interrupted{': ' + str(err) if str(err) else ''}")
         return 130
     except Exception as err:  # a bug, or the machine (a full disk): one line, the traceback kept for a report
         import tempfile
@@ -44,5 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with tempfile.NamedTemporaryFile("w", prefix="xeonft-crash-", suffix=".txt", delete=False) as f:
             traceback.print_exc(file=f)
-        print(f"xeonft: failed: {type(err).__name__}: {err} (traceback in {f.name})", file=sys.stderr)
+        _say(f"failed: {type(err).__name__}: {one_line(str(err), 200)} (traceback in {f.name})")
         return 3
+
+
+def _say(message: str) -> None:
+    print(one_line(f"xeonft: {message}", limit=MESSAGE_LIMIT), file=sys.stderr)
+
+
+MESSAGE_LIMIT = 400  # the file a crash names must fit beside a cut message

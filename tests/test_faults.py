@@ -267,6 +267,8 @@ BAD_DATASETS = {
     "wrong field types": ("types.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": 5, "output": null}\n',
                           r"row 2: instruction is an integer \(5\), not text and output is null \(1 row"),
     "a list of lists": ("lists.json", '[["a", "b"]]', "item 1 is a list, not an object"),
+    "a bare null": ("null.json", "null", "holds a JSON null, not a list of rows"),  # crashed pyarrow (SIGSEGV)
+    "a list of nulls": ("nulls.json", "[null]", "item 1 is a null, not an object"),
     "header-only csv": ("header.csv", "instruction,input,output\n", "has no rows"),
     "glob characters": ("rows [v2]*.jsonl", None, None),  # not an error: it loads
 }

@@ -28,6 +28,8 @@ def test_a_million_values_are_counted_not_printed():
     shown = describe(list(range(1_000_000)))
     assert shown.endswith("(a list of 1,000,000 values)") and len(shown) < 100
     assert describe({"k": "v" * 500}).endswith("(a dict of 1 key)")
+    nested = [[list(range(100))] * 100] * 100
+    assert describe(nested).endswith("(a list of 1,000,000 values)")
     assert describe("x" * 1000).endswith("(a str of 1,000 characters)")
 
 

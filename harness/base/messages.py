@@ -6,31 +6,54 @@ matrix of a few hundred bytes whose YAML aliases expand to a million values is r
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sized
 
 LIMIT = 300  # characters of a whole message
 VALUE = 60  # characters of one value shown inside a message
 
 
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 3, 8, 8, 6, 6
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = VALUE
+COUNT_CAP = 10_000_000  # values counted inside a nested value before giving up (aliases can make billions)
+
+
+def _leaves(value: object) -> int:
+    """Values inside a nested list or tuple (a YAML alias bomb is lists of lists), counted up to the cap."""
+    total, todo = 0, [value]
+    while todo and total <= COUNT_CAP:
+        item = todo.pop()
+        if isinstance(item, list | tuple) and item:
+            todo.extend(item)
+        else:
+            total += 1
+    return total
+
+
 def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
-def describe(value: object, limit: int = VALUE) -> str:
-    """`value` as a message shows it: its repr when short, else the start of it and its size."""
-    text = repr(value)
-    if len(text) <= limit:
+def describe(value: object, limit: int = VALUE, bare: bool = False) -> str:
+    """`value` as a message shows it: its repr when short (a string without quotes with `bare`), else the start of
+    it and its size. Built by reprlib, so a huge nested value is never printed whole, even on the way."""
+    if bare and isinstance(value, str) and len(value) <= limit and value.isprintable():
+        return value
+    text = _SHORT.repr(value)
+    cut = "..." in text and "..." not in (value if isinstance(value, str) else "")
+    if len(text) <= limit and not cut:
         return text
     if isinstance(value, str):
         size = _count(len(value), "character")
     elif isinstance(value, Mapping):
         size = _count(len(value), "key")
     elif isinstance(value, Sized):
-        size = _count(len(value), "value")
+        leaves = _leaves(value)
+        size = f"more than {_count(COUNT_CAP, 'value')}" if leaves > COUNT_CAP else _count(leaves, "value")
     else:
         size = _count(len(text), "character")
-    kind = type(value).__name__
-    return f"{text[:max(8, limit - 40)]}... (a {kind} of {size})"
+    return f"{text[:max(8, limit - 40)].removesuffix('...')}... (a {type(value).__name__} of {size})"
 
 
 def one_line(message: str, limit: int = LIMIT) -> str:

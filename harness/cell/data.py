@@ -39,6 +39,10 @@ def _load(name: str) -> tuple[Any, str]:
         loader = LOADERS.get(path.suffix.lower())
         if loader is None:
             raise XeonftError(f"dataset '{path}': unsupported file type; use one of {', '.join(LOADERS)}")
+        if loader == "json":  # checked first: pyarrow's reader crashes the process (SIGSEGV) on a bare `null`
+            problem = _file_problem(path, rows=False)
+            if problem:
+                raise XeonftError(f"dataset '{path}' {problem}")
         try:
             with _globless(path) as safe:
                 return datasets.load_dataset(loader, data_files=str(safe), split="train"), str(path)
@@ -75,13 +79,20 @@ def _file_problem(path: Path, rows: bool = True) -> str | None:
         text = path.read_text(encoding="utf-8")
         data = [json.loads(line) for line in text.splitlines() if line.strip()] if suffix == ".jsonl" \
             else json.loads(text)
+        if isinstance(data, dict):  # columns of lists, which datasets reads; a failure then is about the rows
+            return "holds a JSON object, not a list of rows" if rows else None
         if not isinstance(data, list):
-            return f"holds a JSON {type(data).__name__}, not a list of rows"
+            return f"holds a JSON {_json_type(data)}, not a list of rows"
         if not all(isinstance(r, dict) for r in data):
             first = next(i for i, r in enumerate(data) if not isinstance(r, dict))
-            return f"is not a list of rows: item {first + 1} is a {type(data[first]).__name__}, not an object"
+            return f"is not a list of rows: item {first + 1} is a {_json_type(data[first])}, not an object"
         return row_problem(data) if rows else None
     return text_problem(path)
+
+
+def _json_type(value: object) -> str:
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _what(value: object) -> str:

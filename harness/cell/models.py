@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from harness.base.errors import XeonftError
+from harness.base.messages import one_line
 from harness.base.sniff import gguf_problem, json_problem
 from harness.cell.assets import DEFAULT_MODEL, cache_dir, ensure
 from harness.measure.shapes import SHAPES
@@ -60,8 +61,11 @@ def _load_tokenizer(source: str | Path, trust_remote_code: bool = False, **kwarg
 
     try:
         tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError) as err:
-        raise XeonftError(f"could not load a tokenizer from '{source}': {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # as for the model: the user's files, many exception types
+        raise XeonftError(f"could not load a tokenizer from '{source}': {type(err).__name__}: "
+                          f"{one_line(str(err), 160)}") from None
     return _prepare_tokenizer(tok)
 
 
@@ -82,8 +86,11 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, trust_remote_code: 
     try:
         return AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=trust_remote_code,
                                                     **dtype_kwarg(dtype))
-    except (OSError, ValueError) as err:
-        raise XeonftError(f"could not load model '{source}': {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # a user's folder or checkpoint: transformers, safetensors and hub raise many types
+        raise XeonftError(f"could not load model '{source}': {type(err).__name__}: {one_line(str(err), 160)}") \
+            from None
 
 
 def gguf_to_safetensors(gguf: Path) -> Path:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.base.errors import XeonftError
+from harness.base.messages import describe
 
 # fp32; bf16-autocast (fp32 weights, bf16 compute: the recipe's bf16=True); bf16 (frozen base weights in bf16,
 # adapters fp32, no autocast: LoRA GEMMs run in fp32); bf16-mixed (bf16 base, fp32 adapter master weights, every
@@ -138,7 +139,7 @@ def explain(err: ValidationError, source: str, known: Any = None) -> str:
             lines.append(f"{source}: unknown key '{where}' (known keys: {', '.join(known)})")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
+            lines.append(f"{source}: {where}: {msg} (got {describe(e.get('input'))})")
     return "\n".join(lines)
 
 

@@ -27,12 +27,14 @@ torchrun), nnodes / node_rank / rdzv_endpoint (several machines), instrument (fu
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.base.errors import XeonftError
+from harness.base.messages import describe
 from harness.base.secrets import is_secret
 from harness.base.units import parse_duration
 from harness.config.finetune import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
@@ -174,6 +176,9 @@ def _check_safety(m: MatrixFile, source: str, errors: list[str]) -> None:
                       "(xeonft run --trust-remote-code), never by a matrix")
 
 
+MAX_CELLS = 10_000  # combinations of the axes a matrix may expand to (before exclusions and repeats)
+
+
 def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | None = None,
                  trust_remote_code: bool = False) -> Matrix:
     """Validate a matrix document and expand it; every problem is reported at once, naming the key.
@@ -189,6 +194,11 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
     for axis, axis_values in m.axes.items():
         if not axis_values:
             errors.append(f"{source}: axes: '{axis}' has no values")
+    combinations = math.prod(len(v) for v in m.axes.values())
+    if combinations > MAX_CELLS:  # before expanding: YAML aliases can make a small file a huge product
+        sizes = ", ".join(f"{a}: {len(v):,} values" for a, v in m.axes.items() if len(v) > 1)
+        errors.append(f"{source}: axes: {combinations:,} combinations ({sizes}); a matrix expands to at most "
+                      f"{MAX_CELLS:,} cells")
     for i, rule in enumerate(m.exclude):
         for key in rule:
             if key not in m.axes:
@@ -231,7 +241,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         preset = str(values.get(PRESET_KEY, m.fixed.get(PRESET_KEY, "none")))
         # the preset over the recipe and `fixed`, the cell's other axes over the preset
         merged = {**m.fixed, **presets[preset], **values}
-        where = f"{source}: cell {', '.join(f'{k}={v}' for k, v in values.items()) or '(single)'}"
+        where = f"{source}: cell {', '.join(f'{k}={describe(v, bare=True)}' for k, v in values.items()) or '(single)'}"
         launch_values = {k: v for k, v in merged.items() if k in LAUNCH_KEYS}
         config_values = {k: v for k, v in merged.items() if k in CONFIG_KEYS}
         total = m.measure.warmup_steps + m.measure.steps + int(m.measure.profile)
