@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from harness import cli
+from harness.base.errors import XeonftError
 from harness.config.stack import Stack
 from harness.history.bisect import bisect
 from harness.history.changepoints import detect_steps
@@ -191,3 +192,23 @@ def test_a_change_in_the_work_of_a_step_is_named_beside_a_verdict():
     changed = work_change(old, packed_differently)
     assert set(changed) == {"rows_per_step", "attention_span"} and changed["attention_span"] == (512.0, 180.0)
     assert work_change(old, [{**old[0], "tokens_per_step": 2050}]) == {}  # within 2%: the same work
+
+
+def test_a_stack_that_pins_torch_is_refused_with_its_cost_unless_asked_for(tmp_path, capsys):
+    """A torch pin pulls a multi-GB build: said before anything is built, and built only on the command line's word."""
+    from harness.launch import stacks
+
+    old = Stack(name="oldtorch", pins=["torch==2.8.0"])
+    assert old.torch_pins == ("torch==2.8.0",)
+    assert Stack(name="x", pins=["torchao==0.9", "torch-geometric"]).torch_pins == ()
+    with pytest.raises(XeonftError, match=r"stack 'oldtorch' pins torch==2.8.0: .*6.3 GB .*--allow-torch-stacks"):
+        stacks.build(old)
+    assert not stacks.stack_dir(old).exists() and not stacks.stack_dir(old).with_name(
+        stacks.stack_dir(old).name + ".building").exists()
+    (tmp_path / "m.yaml").write_text(json.dumps({"name": "m", "fixed": {"model": "synthetic:tiny"},
+                                                  "axes": {"stack": [{"name": "oldtorch", "pins": ["torch==2.8.0"]}]}}))
+    assert cli.main(["run", str(tmp_path / "m.yaml"), "--create-envs", "--out", str(tmp_path / "set")]) == 2
+    assert "--allow-torch-stacks" in capsys.readouterr().err
+    assert cli.main(["bisect", "--lib", "torch", "--good", "2.8.0", "--bad", "2.13.0",
+                     "--out", str(tmp_path / "b")]) == 2
+    assert "pins torch==2.8.0" in capsys.readouterr().err

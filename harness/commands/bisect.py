@@ -30,6 +30,9 @@ class Bisect(Command):
         parser.add_argument("--threshold", default="5%")
         parser.add_argument("--alpha", type=float, default=0.01)
         parser.add_argument("--out", help="result set (default results/bisect-LIB-GOOD-BAD)")
+        parser.add_argument("--allow-torch-stacks", action="store_true",
+                            help="let the stacks pin torch (bisecting torch itself): each downloads a torch build of "
+                            "its own, from PyPI on Linux x86_64 the CUDA build (6.3 GB for torch 2.8.0)")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ class Bisect(Command):
         out = Path(args.out or Path("results") / f"bisect-{args.lib[0]}-{args.good}-{args.bad}")
         result, timings = run_bisect(args.lib, args.good, args.bad, args.matrix, args.cell, out, runs=args.runs,
                                      max_runs=args.max_runs, threshold=parse_threshold(args.threshold),
-                                     alpha=args.alpha, metric=args.metric)
+                                     alpha=args.alpha, metric=args.metric, allow_torch=args.allow_torch_stacks)
         catalog.add(out, catalog.default_path(Path("results")))
         for line in report_lines(result, args.lib, timings, args.metric):
             print(line)

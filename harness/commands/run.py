@@ -28,6 +28,9 @@ class Run(Command):
         trust_remote_code_flag(parser, "allow the cells' models to run their own code (a matrix or preset never can)")
         parser.add_argument("--create-envs", action="store_true",
                             help="build the library stacks the matrix names (axis `stack`) before any cell runs")
+        parser.add_argument("--allow-torch-stacks", action="store_true",
+                            help="with --create-envs, also build stacks that pin torch (each downloads a torch build "
+                            "of its own: from PyPI on Linux x86_64 the CUDA build, 6.3 GB for torch 2.8.0)")
         parser.add_argument("--memory-limit", help="a memory budget for every cell's process tree, e.g. 6GiB (cells "
                             "over it end as oom; a matrix's own memory_limit is overridden)")
         parser.add_argument("--no-wait", dest="wait", action="store_false",
@@ -55,6 +58,6 @@ class Run(Command):
         from harness.launch.sweep import run_sweep
 
         store = run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait,
-                          create_envs=args.create_envs)
+                          create_envs=args.create_envs, allow_torch_stacks=args.allow_torch_stacks)
         catalog.add(store.root, catalog.default_path(store.root.parent))
         return 0

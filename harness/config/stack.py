@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ class Stack(BaseModel):
         if isinstance(value, str):
             value = [value]
         return tuple(sorted({str(p).strip() for p in value if str(p).strip()}))
+
+    @property
+    def torch_pins(self) -> tuple[str, ...]:
+        """Pins of torch itself: a stack with one installs a torch of its own (gigabytes), not the shared one."""
+        return tuple(p for p in self.resolved().pins if re.split(r"[\s=<>!~;\[@]", p, maxsplit=1)[0].lower() == "torch")
 
     def resolved(self) -> Stack:
         """The stack with its requirements file's lines folded into `pins` (comments and blanks dropped)."""

@@ -51,9 +51,13 @@ def pins_for(libs: list[str], version: str, companions: dict[str, list[str]]) ->
 
 def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector: str | None, out: Path,
                runs: int = 3, max_runs: int = 6, threshold: float = 0.05, alpha: float = 0.01,
-               metric: str = "throughput") -> tuple[BisectResult, dict[str, Any]]:
-    """The bisect's result, and its timings (each stack's build: seconds and size; the wall time)."""
+               metric: str = "throughput", allow_torch: bool = False) -> tuple[BisectResult, dict[str, Any]]:
+    """The bisect's result, and its timings (each stack's build: seconds and size; the wall time). Stacks that
+    pin torch (a bisect of torch itself) are refused before anything runs unless `allow_torch`."""
     spec = pick_cell(matrix_path, selector)
+    first = stacks.torch_cost(Stack(name=f"{libs[0]}-{good}", pins=tuple(f"{lib}=={good}" for lib in libs)))
+    if first and not allow_torch:
+        raise XeonftError(f"{first}, and so does every stack of this bisect; pass {stacks.ALLOW_TORCH_FLAG}")
     versions = releases.between(releases.available(libs[0]), good, bad)
     companions = {lib: releases.available(lib) for lib in libs[1:]}
     console.print(f"[bold]bisect[/] {libs[0]}: {len(versions)} releases from {versions[0]} to {versions[-1]}: "
@@ -68,7 +72,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
         if stacks.info(stack) is None:
             t0 = time.perf_counter()
             try:
-                stacks.build(stack)
+                stacks.build(stack, allow_torch=allow_torch)
             except XeonftError as err:
                 console.print(f"[red]{version}: the stack does not build[/] ({str(err).splitlines()[0]})")
                 return []

@@ -74,13 +74,29 @@ def _site_packages(venv: Path) -> Path:
     return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
-def build(stack: Stack) -> Path:
+# What a stack that pins torch costs, measured here (torch 2.8.0 from PyPI on Linux x86_64: its CUDA build and the
+# nvidia-* libraries it pulls): said before such a stack is built, which happens only when asked for by name.
+TORCH_STACK_COST = "a torch build of its own from PyPI, on Linux x86_64 the CUDA build: 6.3 GB for torch 2.8.0 here"
+ALLOW_TORCH_FLAG = "--allow-torch-stacks"
+
+
+def torch_cost(stack: Stack) -> str | None:
+    """What building `stack` downloads beyond its small pins, when it pins torch; None when it does not."""
+    pins = stack.torch_pins
+    return f"stack '{stack.name}' pins {', '.join(pins)}: building it installs {TORCH_STACK_COST}" if pins else None
+
+
+def build(stack: Stack, allow_torch: bool = False) -> Path:
     """Build the stack (or find it built). Returns its folder; its marker records pins, resolved versions, what
-    differs from the shared environment, the build time and the size on disk."""
+    differs from the shared environment, the build time and the size on disk. A stack that pins torch is built
+    only with `allow_torch` (the command line's --allow-torch-stacks), its cost said first."""
     stack = stack.resolved()
     target = stack_dir(stack)
     if info(stack) is not None:
         return target
+    cost = torch_cost(stack)
+    if cost and not allow_torch:
+        raise XeonftError(f"{cost}; pass {ALLOW_TORCH_FLAG} to build it")
     building = target.with_name(target.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     t0 = time.perf_counter()

@@ -135,14 +135,16 @@ def check_free_space(folder: Path, need: int = MIN_FREE_BYTES) -> None:
                       f"{need / 2**20:.0f} MiB (results, logs, the Inductor cache: `xeonft cache prune` frees that)")
 
 
-def prepare_stacks(matrix: Matrix, create: bool) -> None:
-    """Every library stack the matrix names is built (with `create`), or the sweep is refused before it starts."""
+def prepare_stacks(matrix: Matrix, create: bool, allow_torch: bool = False) -> None:
+    """Every library stack the matrix names is built (with `create`), or the sweep is refused before it starts;
+    one that pins torch only with `allow_torch`, its cost said before it is built."""
     wanted = {c.launch.stack for c in matrix.cells if c.launch.stack is not None}
     for stack in sorted(wanted, key=lambda s: s.name):
         if create and stacks.info(stack) is None:
+            cost = stacks.torch_cost(stack)
             console.print(f"building stack {stack.name} ({', '.join(stack.pins) or 'no pins'}) over xeonft's own "
-                          "environment ...")
-            folder = stacks.build(stack)
+                          "environment ..." + (f" [yellow]{cost}[/]" if cost and allow_torch else ""))
+            folder = stacks.build(stack, allow_torch=allow_torch)
             made = stacks.info(stack) or {}
             changed = ", ".join(f"{k} {v['shared']} -> {v['stack']}" for k, v in (made.get("changed") or {}).items())
             console.print(f"  {folder}: {made.get('build_seconds')} s, {(made.get('bytes') or 0) / 2**20:.1f} MiB; "
@@ -151,11 +153,12 @@ def prepare_stacks(matrix: Matrix, create: bool) -> None:
 
 
 def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = False,
-              retry_failed: bool = False, wait: bool = True, create_envs: bool = False) -> ResultStore:
+              retry_failed: bool = False, wait: bool = True, create_envs: bool = False,
+              allow_torch_stacks: bool = False) -> ResultStore:
     """Run every cell of the matrix into results/<name>/ (or `out`); return the store."""
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
-    prepare_stacks(matrix, create_envs)
+    prepare_stacks(matrix, create_envs, allow_torch_stacks)
     store = ResultStore(out or Path("results") / matrix.name)
     check_free_space(store.root)
     fp = fingerprint()
