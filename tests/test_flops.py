@@ -1,4 +1,5 @@
-"""Model FLOPs of LoRA training, checked against the real model's own layers."""
+"""Model FLOPs of LoRA training, checked against the real model's own layers; what each precision means, read by
+the recipe, the MFU and the sizing's memory breakdown alike."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from harness.analysis.efficiency import cell_efficiency
 from harness.cell.models import resolve_model
 from harness.cell.recipe import lora_config
 from harness.config import load_config
-from harness.measure.flops import mean_context, per_token_flops
+from harness.config.precision import RULES, precision_rule, torch_dtype
+from harness.measure.flops import lora_parameters, mean_context, per_token_flops
 from harness.results.records import CellRecord
 
 
@@ -32,6 +34,8 @@ def test_linear_and_lora_weights_match_the_real_model(tiny):
     attn_only = get_peft_model(fresh, lora_config(load_config(lora_r=8, lora_target_modules=attention)))
     n_attn = sum(p.numel() for n, p in attn_only.named_parameters() if "lora_" in n)
     assert per_token_flops(tiny.info, 8, 0, attention) == 4 * n_lin + 6 * n_attn
+    # the one LoRA count, which the FLOPs and the sizing's memory breakdown both use, is peft's
+    assert lora_parameters(tiny.info, 8) == n_lora and lora_parameters(tiny.info, 8, attention) == n_attn
 
 
 def test_attention_grows_with_the_context(tiny):
@@ -87,3 +91,31 @@ def test_peak_cli_times_a_model_shapes_gemms_and_refuses_unknown_shapes(capsys):
     assert "square 128" in out and "smollm2-135m lm_head" in out and "32x576x49152" in out
     assert main(["peak", "--shape", "gpt-9"]) == 2
     assert "unknown shape 'gpt-9'" in capsys.readouterr().err
+
+
+# What each precision meant when four modules spelled it out (recipe.py, fit.py, efficiency.py and the config's
+# comment): (weights, autocast, the GEMMs' dtype, bytes of a kept activation)
+MEANINGS = {"fp32": ("fp32", False, "fp32", 4), "bf16-autocast": ("fp32", True, "bf16", 2),
+            "bf16": ("bf16", False, "bf16", 2), "bf16-mixed": ("bf16", True, "bf16", 2)}
+
+
+def test_every_precision_has_one_meaning_and_the_recipe_follows_it(tmp_path):
+    from harness.cell.recipe import compute_dtype, model_dtype, sft_config
+    from harness.config import PRECISIONS
+
+    assert set(RULES) == set(PRECISIONS) == set(MEANINGS)
+    for name, (weights, autocast, gemm, act_bytes) in MEANINGS.items():
+        rule = precision_rule(name)
+        assert (rule.weights, rule.autocast, rule.gemm, rule.activation_bytes) == (weights, autocast, gemm, act_bytes)
+        assert rule.adapters == "fp32" and rule.adapter_bytes == 16  # weight, gradient and AdamW's two moments
+        cfg = load_config(precision=name)
+        assert model_dtype(cfg) == torch_dtype(weights) and compute_dtype(cfg) == torch_dtype(gemm)
+        assert sft_config(cfg, tmp_path, has_eval=False).bf16 is autocast
+    with pytest.raises(Exception, match="unknown precision 'fp8'"):
+        precision_rule("fp8")
+
+
+@pytest.mark.parametrize("precision", list(MEANINGS))
+def test_mfu_is_against_the_peak_of_the_precisions_gemm_dtype(tiny, precision):
+    eff = cell_efficiency(_record(tiny.info, precision=precision), {"bf16": 2.0, "fp32": 0.5})
+    assert eff["mfu"] == pytest.approx(eff["tflops"] / {"bf16": 2.0, "fp32": 0.5}[MEANINGS[precision][2]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.config.precision import precision_rule
 from harness.measure.flops import ALL_LINEAR, mean_context, per_token_flops, recompute_flops
 from harness.results.records import CellRecord
 
@@ -43,7 +44,7 @@ def cell_efficiency(record: CellRecord, manifest_peak: dict[str, Any] | None) ->
     if not per_document and row_context is not None and row_context > context:
         hardware += 3 * res.model["num_hidden_layers"] * 4 * res.model["hidden_size"] * (row_context - context)
     peak = record_peak(record, manifest_peak)
-    top = (peak or {}).get("fp32" if cfg.get("precision") == "fp32" else "bf16")
+    top = (peak or {}).get(precision_rule(cfg.get("precision", "bf16-autocast")).gemm)  # absent: the recipe's
     tflops = flops * tps / 1e12
     return {"tflops": tflops, "mfu": tflops / top if top else None,
             "hfu": hardware * tps / 1e12 / top if top else None}

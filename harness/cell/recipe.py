@@ -18,6 +18,8 @@ from harness.cell.checkpointing import use_selective_checkpointing
 from harness.cell.head import use_fused_head
 from harness.cell.prompts import tokenize_example
 from harness.config.finetune import FinetuneConfig
+from harness.config.precision import AUTOCAST as AUTOCAST  # re-exported: bench/test_micro.py imports it here
+from harness.config.precision import precision_rule, torch_dtype
 
 # peft's names for the recipe's init choices ("default" is peft's init_lora_weights=True: B = 0, A Kaiming).
 LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "gaussian", "default": True}
@@ -25,17 +27,14 @@ LORA_INITS: dict[str, Any] = {"olora": "olora", "pissa": "pissa", "gaussian": "g
 MUTATING_INITS = {"olora", "pissa"}
 
 
-BF16_WEIGHTS = ("bf16", "bf16-mixed")  # frozen base weights stored in bf16 (peft keeps adapters in fp32)
-AUTOCAST = ("bf16-autocast", "bf16-mixed")  # the Trainer's bf16=True: forward under CPU autocast to bf16
-
-
 def model_dtype(cfg: FinetuneConfig) -> torch.dtype:
-    return torch.bfloat16 if cfg.precision in BF16_WEIGHTS else torch.float32
+    """The dtype the frozen base weights are loaded in."""
+    return torch_dtype(precision_rule(cfg.precision).weights)
 
 
 def compute_dtype(cfg: FinetuneConfig) -> torch.dtype:
     """The dtype the GEMMs run in: what ipex.optimize is told, and what MFU is measured against."""
-    return torch.float32 if cfg.precision == "fp32" else torch.bfloat16
+    return torch_dtype(precision_rule(cfg.precision).gemm)
 
 
 def load_ipex() -> Any:
@@ -107,7 +106,7 @@ def sft_config(cfg: FinetuneConfig, output_dir: Path, has_eval: bool) -> Any:
         save_strategy="steps" if cfg.save_checkpoints else "no",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        bf16=cfg.precision in AUTOCAST,
+        bf16=precision_rule(cfg.precision).autocast,
         use_cpu=True,
         packing=cfg.packing,
         max_length=cfg.seq_len,

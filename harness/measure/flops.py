@@ -35,6 +35,15 @@ def lora_targets(target_modules: str | list[str] | tuple[str, ...]) -> list[str]
     return [n for n in names if any(w == n or w.endswith(f".{n}") for w in wanted)]
 
 
+def lora_parameters(model: dict[str, Any], lora_r: int,
+                    target_modules: str | list[str] | tuple[str, ...] = ALL_LINEAR) -> int:
+    """The LoRA weights of the model's blocks: r x (in + out) for each targeted linear of each block (A is
+    r x in, B is out x r); peft's count of `lora_` parameters."""
+    targets = lora_targets(target_modules)
+    linears = block_linears(model)
+    return model["num_hidden_layers"] * lora_r * sum(i + o for name, (i, o) in linears.items() if name in targets)
+
+
 def per_token_flops(model: dict[str, Any], lora_r: int, mean_context: float,
                     target_modules: str | list[str] | tuple[str, ...] = ALL_LINEAR) -> float | None:
     """Model FLOPs to train on one token whose mean causal context is `mean_context` tokens; None when the
@@ -46,9 +55,8 @@ def per_token_flops(model: dict[str, Any], lora_r: int, mean_context: float,
     h, layers, vocab = model["hidden_size"], model["num_hidden_layers"], model["vocab_size"]
     linears = block_linears(model)
     n_lin = layers * sum(i * o for i, o in linears.values()) + vocab * h
-    n_lora = layers * lora_r * sum(i + o for name, (i, o) in linears.items() if name in lora_targets(target_modules))
     attention = layers * 4 * h * mean_context
-    return 4 * n_lin + 6 * n_lora + 3 * attention
+    return 4 * n_lin + 6 * lora_parameters(model, lora_r, target_modules) + 3 * attention
 
 
 def recompute_flops(model: dict[str, Any], lora_r: int, mean_context: float,
@@ -57,8 +65,7 @@ def recompute_flops(model: dict[str, Any], lora_r: int, mean_context: float,
     h, layers = model["hidden_size"], model["num_hidden_layers"]
     linears = block_linears(model)
     n_block = layers * sum(i * o for i, o in linears.values())
-    n_lora = layers * lora_r * sum(i + o for name, (i, o) in linears.items() if name in lora_targets(target_modules))
-    return 2 * n_block + 2 * n_lora + layers * 4 * h * mean_context
+    return 2 * n_block + 2 * lora_parameters(model, lora_r, target_modules) + layers * 4 * h * mean_context
 
 
 def mean_context(summary: dict[str, Any]) -> float | None:
