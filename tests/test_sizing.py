@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -19,6 +21,11 @@ from harness.sizing.project import JobShape, RunRates, prediction_interval, proj
 from harness.sizing.search import Probe, bounds, next_batch, safe_batch, search
 
 GIB = 2**30
+DATA = Path(__file__).parent / "data"
+# sizing.json as main wrote it at 8a30fe4, before the findings were typed (tests/data, from the end-to-end test
+# below: a boundary search, one placement, a soak, --cores 8, a price and a validation of half the job), and one of
+# a given batch (no probes, no soak); with the report that code rendered from each
+OLD = ("sizing-8a30fe4", "sizing-8a30fe4-batch-given")
 
 
 def _threshold_probe(limit: int, calls: list[int]):
@@ -131,6 +138,162 @@ def test_the_projection_adds_its_parts_per_run_and_predicts_one_more_run():
     assert prediction_interval([100.0]) == (pytest.approx(100.0), None, None)  # one run: cannot tell
 
 
+def test_the_jobs_schedule_is_the_configs():
+    from harness.config.finetune import load_config
+    from harness.sizing.project import epoch_steps, job_schedule
+
+    job = JobShape(train_rows=1000, eval_rows=50, packed_rows=103, train_tokens=50_000, eval_tokens=5_000,
+                   seq_len=512, longest_row=512)
+    cfg = load_config("quick", eval_steps=5, save_steps=20, num_train_epochs=2.0,
+                      gradient_accumulation_steps=2).model_copy(update={"max_steps": None})
+    assert job_schedule(cfg, job, 4, 1) == schedule(job, 4, 1, 2, 2.0, 5, 20)  # 26 steps: 13 an epoch, twice
+    assert job_schedule(cfg, job, 4, 1).steps == 2 * epoch_steps(cfg, job, 4, 1) == 26
+    assert job_schedule(cfg, job, 4, 2, max_steps=5) == schedule(job, 4, 2, 2, 2.0, 5, 20, 5)
+    unsaved = cfg.model_copy(update={"save_checkpoints": False, "max_steps": 8})
+    assert job_schedule(unsaved, job, 4, 1) == schedule(job, 4, 1, 2, 2.0, 5, None, 8)  # no saves; the config's max
+
+
+def _record(wall: float, status: str = "ok", **result):
+    from harness.results.records import CellRecord
+
+    return CellRecord.model_validate({"key": "k", "status": status, "wall_seconds": wall, "result": result})
+
+
+def test_fixed_seconds_is_one_rule_for_probes_projections_and_validation():
+    """A run's fixed cost is its wall time less its steps at the measured rate, its evaluations and its saves: the
+    probe (which once kept its evaluation and save in it), the projection's rates and a validation's parts agree."""
+    from harness.sizing.project import fixed_seconds, rates_from_record
+    from harness.sizing.size import _probe
+    from harness.sizing.validate import _actual_parts
+
+    # 1000 tokens at 100 tok/s: 10 s of steps; one 5 s evaluation and one 3 s save in 100 s: 82 s fixed
+    record = _record(100.0, summary={"tokens_per_second": 100.0, "measured_tokens": 600, "measured_steps": 3},
+                     steps=[{"step": i, "seconds": 2.5, "tokens": 250} for i in range(4)],
+                     evals=[{"seconds": 5.0}], saves=[{"seconds": 3.0}])
+    assert fixed_seconds(record) == pytest.approx(82.0)
+    rates = rates_from_record(record, eval_tokens=400)
+    assert rates is not None and rates.fixed_seconds == pytest.approx(82.0) and rates.eval_tokens_per_second == 80
+    assert _probe(record, 4).fixed_seconds == pytest.approx(82.0)
+    assert _actual_parts(record) == pytest.approx({"train": 10.0, "eval": 5.0, "save": 3.0, "fixed": 82.0})
+    failed = _record(30.0, status="oom", summary={"tokens_per_second": 100.0})
+    assert fixed_seconds(failed) is None and rates_from_record(failed, 400) is None
+    assert _probe(failed, 8).fixed_seconds is None and not _probe(failed, 8).ok
+
+
+def test_the_memory_breakdown_reads_the_precisions_widths():
+    from harness.measure.flops import lora_parameters
+    from harness.measure.shapes import SHAPES
+    from harness.sizing.fit import breakdown
+
+    # the tiny model as the old sizing.json's fp32 job had it: its breakdown, to the byte
+    model = {**SHAPES["tiny"], "vocab_size": 600, "parameters": 112_448}
+    old = json.loads((DATA / f"{OLD[0]}.json").read_text())["breakdown"]
+    fp32 = breakdown(model, "fp32", 8, "all-linear", False, None)
+    assert fp32 is not None and fp32.model_dump(exclude_unset=True) == {k: old[k] for k in (
+        "weights_bytes", "adapters_optimizer_bytes", "activations_bytes_per_token", "logits_bytes_per_token")}
+    assert fp32.adapters_optimizer_bytes == lora_parameters(model, 8) * 16
+    bf16 = breakdown(model, "bf16", 8, "all-linear", False, None)
+    mixed = breakdown(model, "bf16-mixed", 8, "all-linear", False, None)
+    assert bf16 is not None and mixed is not None
+    assert bf16.weights_bytes == mixed.weights_bytes == fp32.weights_bytes // 2  # bf16 base weights
+    assert bf16.adapters_optimizer_bytes == fp32.adapters_optimizer_bytes  # adapters stay fp32
+    assert mixed.logits_bytes_per_token == bf16.logits_bytes_per_token + 2 * 600  # autocast's bf16 copy
+    assert (fp32.activations_bytes_per_token - fp32.logits_bytes_per_token
+            == 2 * (bf16.activations_bytes_per_token - bf16.logits_bytes_per_token))
+
+
+@pytest.mark.parametrize("name", OLD)
+def test_a_sizing_json_from_before_the_models_reads_renders_and_writes_back_as_it_was(name, tmp_path):
+    from harness.render.sizing import render_sizing
+    from harness.sizing.findings_model import load_findings
+
+    raw = json.loads((DATA / f"{name}.json").read_text())
+    shutil.copy(DATA / f"{name}.json", tmp_path / "sizing.json")
+    f = load_findings(tmp_path)
+    assert f.recommendation is not None and f.recommendation.layout.numa is False  # from the label
+    report = render_sizing(f, tmp_path / "report")
+    assert (report / "report.md").read_text() == (DATA / f"{name}-report.md").read_text()  # as the old code drew it
+    # written back: the same keys and values, and `numa` beside each label
+    for row in [*raw["placements"], raw["recommendation"]]:
+        row["numa"] = False
+    assert json.loads((report / "sizing.json").read_text()) == raw
+    f.write(tmp_path / "sizing.json")
+    assert load_findings(tmp_path) == f
+
+
+def test_a_placement_is_a_typed_layout_and_its_label_is_made_from_it():
+    from harness.sizing.cells import Layout
+    from harness.sizing.findings_model import PlacementRow
+
+    old = {"placement": "2 x 4 threads (one per NUMA node)", "threads": 4, "ranks": 2, "cores": 8,
+           "batch_per_rank": 2, "runs": 0, "failed": ["oom: over"], "disturbed": 0, "peak_rss_bytes": None}
+    row = PlacementRow.model_validate(old)  # a file from before `numa`: read from the label, once
+    assert row.layout == Layout(4, 2, numa=True) and row.cores == 8
+    assert row.model_dump(exclude_unset=True) == {**old, "numa": True}
+    plain = row.model_copy(update={"numa": False})
+    assert plain.placement == Layout(4, 2).label() == "2 x 4 threads" and plain.model_dump()["cores"] == 8
+    assert PlacementRow.model_validate(plain.model_dump()).layout == Layout(4, 2)
+
+
+def _old_findings():
+    from harness.sizing.findings_model import Findings
+
+    return Findings.model_validate(json.loads((DATA / f"{OLD[0]}.json").read_text()))
+
+
+def test_extrapolating_to_more_cores_needs_two_measured_core_counts_and_says_so():
+    from harness.sizing.findings import extrapolate, scaling_fit
+    from harness.sizing.request import SizeRequest
+
+    f = _old_findings()
+    rec, (one,) = f.recommendation, f.placements
+    req = SizeRequest(cfg=f.request.config, memory=f.request.memory_bytes, cores=(8, 32))
+    assert scaling_fit([one]) is None
+    out, why = extrapolate([one], rec, None, req)
+    assert out == [] and why is not None
+    assert "no projection to 8, 32 cores" in why and "two core counts" in why and "only 1 core" in why
+    assert extrapolate([one], rec, None, SizeRequest(cfg=req.cfg, memory=req.memory)) == ([], None)  # not asked
+    two = one.model_copy(update={"threads": 2, "tokens_per_second": 1.6 * (one.tokens_per_second or 0)})
+    scaling = scaling_fit([one, two])
+    assert scaling is not None and scaling.cores_measured == (1, 2)
+    out, why = extrapolate([one, two], rec, scaling, req)
+    assert why is None and [e.cores for e in out] == [8, 32] and all(e.extrapolation for e in out)
+    assert out[0].seconds < rec.projected_seconds and out[1].seconds < out[0].seconds and out[0].speedup > 1.6
+    assert "fitted over 1, 2 cores" in out[0].source and out[0].model_dump()["from"] == out[0].source
+
+
+def test_the_soak_runs_the_recommended_layout_and_returns_a_new_recommendation():
+    from harness.results.records import CellRecord
+    from harness.sizing.request import SizeRequest
+    from harness.sizing.soak import soak
+
+    f = _old_findings()
+    numa = {"threads": 1, "ranks": 2, "numa": True}
+    rec = f.recommendation.model_copy(update=numa)
+    row = f.placements[0].model_copy(update=numa)
+    req = SizeRequest(cfg=f.request.config, memory=f.request.memory_bytes, soak_max=20)
+    asked = []
+
+    def run(spec, label, role):
+        asked.append(spec)
+        return CellRecord.model_validate({
+            "key": "soaked", "status": "ok", "memory": {"peak_rss_bytes": GIB},
+            "result": {"steps": [{"step": i, "seconds": 1.0, "tokens": 100, "hwm_bytes": int(GIB + 2**20 * i)}
+                                 for i in range(1, 21)]}})
+
+    soaked, after = soak(req, row, rec, seconds_left=3600, run=run)
+    (spec,) = asked
+    assert (spec.launch.ranks, spec.launch.pinning, spec.config.threads) == (2, "numa", 1)  # the typed layout
+    assert spec.config.max_steps == 20 and spec.config.batch_size == rec.batch_per_rank
+    assert soaked is not None and soaked.ran and soaked.steps == 20 and soaked.job_steps == rec.steps == 158
+    assert soaked.growth is not None and soaked.factor_high >= soaked.factor >= 1
+    assert after is not rec and rec == f.recommendation.model_copy(update=numa)  # the one passed in is unchanged
+    assert after.projected_peak_high_bytes >= after.projected_peak_bytes >= GIB
+    assert after.peak_from == "soak of 20 steps, grown to 158" and after.provision_gib >= 2
+    none, same = soak(req, row, rec, seconds_left=1.0, run=run)  # no time: nothing runs, the recommendation stays
+    assert none is not None and not none.ran and same is rec and len(asked) == 1
+
+
 def test_memory_sizes_parse_and_a_budget_joins_a_cells_identity_only_when_set():
     assert parse_bytes("6GiB") == 6 * GIB and parse_bytes("6G") == 6 * GIB and parse_bytes("6GB") == 6 * 10**9
     assert parse_bytes("512 MiB") == 512 * 2**20 and parse_bytes(2**30) == 2**30
@@ -207,13 +370,27 @@ def test_the_packed_tokens_are_what_trl_trains(rows_file, tokenizer_dir, tmp_pat
     assert job.train_rows == 20 and job.eval_rows == 4
     assert job.longest_row <= 256 and job.packed_rows < job.train_rows  # short rows share packed sequences
     plan = schedule(job, 2, eval_steps=None)
-    spec = C.cell(cfg, 2, C.Placement(1), 4 * GIB, 1, plan.steps - 1, None, save=False, max_steps=plan.steps)
+    spec = C.cell(cfg, 2, C.Layout(1), 4 * GIB, 1, plan.steps - 1, None, save=False, max_steps=plan.steps)
     store = ResultStore(tmp_path / "set")
     record = supervise(spec, "epoch", store)
     assert record.status == "ok", record.reason
     assert record.result is not None and len(record.result.steps) == plan.steps
     assert sum(s.tokens for s in record.result.steps) == job.train_tokens
     assert sum(s.sequences or 0 for s in record.result.steps) == job.train_rows  # every row, none split
+
+
+def _same_layout(new, old) -> bool:
+    """Whether two JSON values have the same keys and kinds of value throughout (a list's first items standing
+    for it; null matching anything, as an optional part that one run had and another did not)."""
+    if new is None or old is None:
+        return True
+    if isinstance(new, dict) and isinstance(old, dict):
+        return new.keys() == old.keys() and all(_same_layout(new[k], old[k]) for k in new)
+    if isinstance(new, list) and isinstance(old, list):
+        return not new or not old or _same_layout(new[0], old[0])
+    number = (int, float)
+    return type(new) is type(old) or (isinstance(new, number) and isinstance(old, number)
+                                      and not isinstance(new, bool) and not isinstance(old, bool))
 
 
 def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir, tmp_path, capsys):
@@ -252,7 +429,13 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     rec = f["recommendation"]
     assert rec["batch_per_rank"] == b["fastest_safe_batch"] <= b["largest_ok"] and rec["placement"] == "1 x 1 thread"
     assert rec["cost"] == pytest.approx(rec["hours"] * 3)
-    assert f["extrapolations"] == [] or f["extrapolations"][0]["extrapolation"]
+    # --cores 8 over one placement of one core: no projection, and why (test_extrapolating_... has the curve)
+    assert f["extrapolations"] == [] and f["scaling"] is None and "two core counts" in f["no_extrapolation"]
+    # the file has the layout sizing.json had before its models (the old one came from these very flags)
+    old = json.loads((DATA / f"{OLD[0]}.json").read_text())
+    for row in [*old["placements"], old["recommendation"]]:
+        row["numa"] = False  # the two keys added since
+    assert _same_layout(f, old | {"no_extrapolation": ""})
     # the soak: the recommended configuration for 12 of the job's steps, each step's peak recorded and fitted
     soak = f["soak"]
     assert soak["ran"] and soak["status"] == "ok" and soak["steps"] == 12 < soak["job_steps"] == rec["steps"]
@@ -271,6 +454,23 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     assert "Validation: projected against actual" in text and "recommendation: batch" in text
     assert "Memory over the job: the soak run" in text
     assert not _cell_processes()
+
+
+def test_size_cores_with_one_measured_core_count_says_it_needs_two(rows_file, tokenizer_dir, tmp_path, capsys):
+    """`--cores` over placements of one core count: no projection, and the summary and sizing.json say why (it
+    once returned nothing, silently)."""
+    out = tmp_path / "size"
+    assert cli.main(["size", "--model", "synthetic:tiny", "--tokenizer", str(tokenizer_dir), "--dataset",
+                     str(rows_file), "--rows", "200", "--seq-len", "256", "--eval-size", "4", "--precision", "fp32",
+                     "--memory-limit", "4GiB", "--batch-size", "1", "--placements", "1x1", "--runs", "1",
+                     "--soak-steps", "0", "--cores", "8,16", "--out", str(out),
+                     "--report-out", str(tmp_path / "report")]) == 0
+    f = json.loads((out / "sizing.json").read_text())
+    assert f["recommendation"]["placement"] == "1 x 1 thread" and f["extrapolations"] == []
+    why = f["no_extrapolation"]
+    assert why.startswith("no projection to 8, 16 cores") and "two core counts" in why and "only 1 core" in why
+    assert why in " ".join(capsys.readouterr().err.split())  # said in the summary (the console wraps lines)
+    assert why in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
 
 from harness.base.errors import XeonftError
 from harness.base.units import parse_bytes, parse_duration
@@ -14,6 +13,7 @@ from harness.commands.base import Command
 from harness.commands.flags import field_flags, field_overrides, recipe_flags
 from harness.config.finetune import load_config
 from harness.launch.console import console
+from harness.sizing.request import SizeRequest
 
 JOB_FLAGS = ("model", "tokenizer", "dataset", "precision", "seq_len", "train_size", "eval_size", "eval_steps",
              "save_steps", "backend", "attn_implementation", "num_train_epochs", "gradient_checkpointing",
@@ -39,9 +39,8 @@ def _placements(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def request(args: argparse.Namespace) -> tuple[Any, Path]:
+def request(args: argparse.Namespace) -> tuple[SizeRequest, Path]:
     from harness.sizing.job import draw_rows
-    from harness.sizing.size import SizeRequest
 
     try:
         memory = parse_bytes(args.memory_limit)
@@ -51,12 +50,12 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
     cfg = load_config(args.config, preset=args.preset, **field_overrides(args, JOB_FLAGS))
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(cfg.model).name if "/" in cfg.model else cfg.model).strip("-")
     out = Path(args.out or Path("results") / f"size-{slug}")
-    extra: dict[str, Any] = {}
+    rows_from = None
     if args.rows:
         if args.rows < 2:
             raise XeonftError("--rows needs at least 2 rows (a train and an eval row)")
         drawn = draw_rows(cfg.dataset, args.rows, out / f"rows-{args.rows}.json", seed=cfg.seed)
-        extra = {"rows_drawn": args.rows, "rows_from": cfg.dataset}
+        rows_from = cfg.dataset
         cfg = cfg.model_copy(update={"dataset": str(drawn)})
     try:
         cores = tuple(int(c) for c in args.cores.split(",")) if args.cores else ()
@@ -71,7 +70,8 @@ def request(args: argparse.Namespace) -> tuple[Any, Path]:
         raise XeonftError("--batch-size must be at least 1")
     req = SizeRequest(cfg=cfg, memory=memory, budget_s=budget, margin=_margin(args.margin),
                       batch=args.batch_size, cores=cores, price_per_hour=args.price_per_hour,
-                      name=out.name, extra=extra, placements=chosen, max_repeats=args.runs,
+                      name=out.name, rows_drawn=args.rows if rows_from else None, rows_from=rows_from,
+                      placements=chosen, max_repeats=args.runs,
                       soak_max=args.soak_steps)
     return req, out
 
@@ -94,7 +94,8 @@ class Size(Command):
                    help="most steps of the soak run that measures memory growth over the job (200; 0: none)")
         p.add_argument("--placements", help="only these placements, as THREADSxRANKS, e.g. 2x1,1x2 (default: all)")
         p.add_argument("--rows", type=int, help="model a dataset of N rows drawn from --dataset (with replacement)")
-        p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64 (extrapolated)")
+        p.add_argument("--cores", help="also project the job at these core counts, e.g. 32,64: extrapolated by "
+                                       "Amdahl's law, fitted over the placements' core counts (two or more)")
         p.add_argument("--price-per-hour", type=float, help="what an hour of the machine costs, for the job's cost")
         p.add_argument("--validate", nargs="?", type=float, const=1.0, metavar="FRACTION",
                    help="then run the job (or FRACTION of its steps) and compare projected with actual")
@@ -115,7 +116,7 @@ def run_size(args: argparse.Namespace) -> int:
     req, out = request(args)
     report = Path(args.report_out or Path("reports") / out.name)
     findings = size(req, out)
-    if args.validate is not None and findings.get("recommendation"):
+    if args.validate is not None and findings.recommendation:
         render_sizing(findings, report)  # the sizing's report first: the validation may take hours
         findings = validate(out, args.validate)
     render_sizing(findings, report)

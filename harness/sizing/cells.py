@@ -11,8 +11,9 @@ from harness.config.spec import CellSpec, LaunchSettings
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Threads per process x processes (data-parallel ranks), optionally one rank per NUMA node."""
+class Layout:
+    """How a cell uses the machine: threads per process x processes (data-parallel ranks), optionally one rank per
+    NUMA node (the report's "placement"; `harness.launch.topology.Placement` is where each rank's cores are)."""
 
     threads: int
     ranks: int = 1
@@ -27,18 +28,18 @@ class Placement:
         return f"{self.ranks} x {self.threads} thread{'s' if self.threads > 1 else ''}{where}"
 
 
-def placements(cores: int, numa_nodes: int = 1) -> list[Placement]:
+def layouts(cores: int, numa_nodes: int = 1) -> list[Layout]:
     """Every way to use this machine's cores worth measuring: all cores in one process, the cores split evenly
     among 2-8 ranks, one rank per NUMA node, and single-thread and half-machine processes for the scaling curve."""
-    out = [Placement(cores)]
-    out += [Placement(cores // r, r) for r in range(2, min(cores, 8) + 1) if cores % r == 0 and cores // r >= 1]
+    out = [Layout(cores)]
+    out += [Layout(cores // r, r) for r in range(2, min(cores, 8) + 1) if cores % r == 0 and cores // r >= 1]
     if numa_nodes > 1 and cores % numa_nodes == 0:
-        out.append(Placement(cores // numa_nodes, numa_nodes, numa=True))
-    out += [Placement(t) for t in sorted({1, cores // 2}) if 0 < t < cores]
+        out.append(Layout(cores // numa_nodes, numa_nodes, numa=True))
+    out += [Layout(t) for t in sorted({1, cores // 2}) if 0 < t < cores]
     return list(dict.fromkeys(out))
 
 
-def cell(cfg: FinetuneConfig, batch: int, place: Placement, memory: int, warmup: int, measured: int,
+def cell(cfg: FinetuneConfig, batch: int, place: Layout, memory: int, warmup: int, measured: int,
          eval_rows: int | None, repeat: int = 0, timeout_s: float = 1800, save: bool = True,
          max_steps: int | None = None) -> CellSpec:
     """A cell of the job's config at `batch` per rank and `place`, capped at `memory`. A probe or placement run

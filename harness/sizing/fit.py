@@ -6,14 +6,16 @@ cores (Amdahl's law), for questions about more cores than this machine has.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
-from harness.measure.flops import lora_targets
-from harness.measure.shapes import SHAPE_KEYS, block_linears
+from harness.config.precision import BYTES, precision_rule
+from harness.measure.flops import lora_parameters
+from harness.measure.shapes import SHAPE_KEYS
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,6 @@ class MemoryFit:
             return math.inf if self.fixed <= budget * (1 - margin) else 0.0
         return max(0.0, (budget * (1 - margin) - self.fixed) / self.per_token)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def fit_memory(tokens: list[float], peaks: list[float]) -> MemoryFit | None:
     """Least squares over (tokens per step, peak bytes); None with fewer than two distinct token counts."""
@@ -53,41 +52,49 @@ def fit_memory(tokens: list[float], peaks: list[float]) -> MemoryFit | None:
                      per_token_se=float(r.stderr), r2=float(r.rvalue ** 2), n=len(tokens))
 
 
-def lora_parameters(model: dict[str, Any], r: int, targets: str | list[str] | tuple[str, ...]) -> int:
-    linears = block_linears(model)
-    return model["num_hidden_layers"] * r * sum(i + o for n, (i, o) in linears.items() if n in lora_targets(targets))
+class Breakdown(BaseModel):
+    """Analytic bytes by part, and where there is a memory fit its measured parts (keys set only then)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights_bytes: int
+    adapters_optimizer_bytes: int
+    activations_bytes_per_token: int
+    logits_bytes_per_token: int
+    runtime_bytes: float | None = None
+    measured_fixed_bytes: float | None = None
+    measured_bytes_per_token: float | None = None
 
 
 def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, checkpointing: bool | str,
-              fit: MemoryFit | None) -> dict[str, Any] | None:
+              fit: MemoryFit | None) -> Breakdown | None:
     """Analytic bytes by part, beside the measured fit. Weights: every parameter at its stored width; adapters:
-    LoRA weights, gradients and AdamW's two moments in fp32 (16 bytes each); activations per token: what the
-    backward pass keeps (each block's input under checkpointing, plus one block recomputed; every block's
-    intermediate tensors without; its GEMM and attention outputs under selective checkpointing), the logits (fp32
-    and their gradient, a bf16 copy under autocast). The runtime (Python, torch, libraries, allocator slack) is
-    what the measured fixed part leaves."""
+    LoRA weights, gradients and AdamW's two moments in the adapters' dtype; activations per token: what the
+    backward pass keeps, in the GEMMs' dtype (each block's input under checkpointing, plus one block recomputed;
+    every block's intermediate tensors without; its GEMM and attention outputs under selective checkpointing), the
+    logits (fp32 and their gradient, a bf16 copy under autocast). The runtime (Python, torch, libraries, allocator
+    slack) is what the measured fixed part leaves. The widths are the precision's (harness.config.precision)."""
     if any(model.get(k) is None for k in SHAPE_KEYS) or not model.get("parameters"):
         return None
     h, layers, inter, vocab = (model[k] for k in ("hidden_size", "num_hidden_layers", "intermediate_size",
                                                   "vocab_size"))
-    weight_bytes = 2 if precision in ("bf16", "bf16-mixed") else 4
-    act_bytes = 4 if precision == "fp32" else 2
-    weights = model["parameters"] * weight_bytes
-    adapters = lora_parameters(model, lora_r, targets) * 16
+    rule = precision_rule(precision)
+    act_bytes = rule.activation_bytes
+    weights = model["parameters"] * rule.weight_bytes
+    adapters = lora_parameters(model, lora_r, targets) * rule.adapter_bytes
     block = (10 * h + 3 * inter) * act_bytes  # norms, q/k/v/o, rotary, MLP gate/up/act/down, residuals
     if checkpointing == "selective":
         blocks = layers * (7 * h + 2 * inter) * act_bytes  # input, q/k/v/o, attention, gate/up, down
     else:
         blocks = (layers * h * act_bytes + block) if checkpointing else layers * block
-    logits = vocab * (4 + 4 + (2 if precision in ("bf16-autocast", "bf16-mixed") else 0))
-    per_token = blocks + logits
-    out: dict[str, Any] = {"weights_bytes": weights, "adapters_optimizer_bytes": adapters,
-                           "activations_bytes_per_token": per_token, "logits_bytes_per_token": logits}
-    if fit is not None:
-        out["runtime_bytes"] = fit.fixed - weights - adapters  # measured fixed part minus the analytic parts
-        out["measured_fixed_bytes"] = fit.fixed
-        out["measured_bytes_per_token"] = fit.per_token
-    return out
+    logits = vocab * (4 + 4 + (BYTES["bf16"] if rule.autocast else 0))
+    analytic = Breakdown(weights_bytes=weights, adapters_optimizer_bytes=adapters,
+                         activations_bytes_per_token=blocks + logits, logits_bytes_per_token=logits)
+    if fit is None:
+        return analytic
+    # the runtime: the measured fixed part less the analytic parts
+    return analytic.model_copy(update={"runtime_bytes": fit.fixed - weights - adapters,
+                                       "measured_fixed_bytes": fit.fixed, "measured_bytes_per_token": fit.per_token})
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ neither.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,9 +35,6 @@ class Growth:
         point = max(1.0, at / end) if end > 0 else 1.0
         upper = max(point, (self.last_bytes + max(0.0, self.linear_slope) * (steps - self.steps)) / self.last_bytes)
         return point, upper
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fit_growth(hwm: list[int | None]) -> Growth | None:

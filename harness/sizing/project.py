@@ -10,11 +10,13 @@ the range one more run of the job should land in, which is what `--validate` che
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from harness.config.finetune import FinetuneConfig
+from harness.results.records import CellRecord, CellResult
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,6 @@ class JobShape:
     eval_tokens: int  # tokens of one pass over the eval set
     seq_len: int
     longest_row: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,18 @@ def schedule(job: JobShape, batch: int, ranks: int = 1, grad_accum: int = 1, epo
     return Schedule(steps=steps, evals=evals, saves=saves)
 
 
+def job_schedule(cfg: FinetuneConfig, job: JobShape, batch: int, ranks: int, max_steps: int | None = None) -> Schedule:
+    """The schedule of `cfg`'s job at `batch` per rank over `ranks`: its accumulation, epochs and evaluations, its
+    saves when it saves checkpoints, and `max_steps` (default: the config's own)."""
+    return schedule(job, batch, ranks, cfg.gradient_accumulation_steps, cfg.num_train_epochs, cfg.eval_steps,
+                    cfg.save_steps if cfg.save_checkpoints else None, max_steps or cfg.max_steps)
+
+
+def epoch_steps(cfg: FinetuneConfig, job: JobShape, batch: int, ranks: int) -> int:
+    """Optimizer steps in one epoch of the job (what the projection scales the job's tokens by)."""
+    return schedule(job, batch, ranks, cfg.gradient_accumulation_steps).steps
+
+
 @dataclass(frozen=True)
 class RunRates:
     """One run's rates: what it measured, in the units the projection needs."""
@@ -61,7 +72,7 @@ class RunRates:
     tokens_per_second: float  # training, over the measured steps
     eval_tokens_per_second: float | None
     save_seconds: float | None
-    fixed_seconds: float  # the run's wall time less its steps at the measured rate, its evaluation and saves
+    fixed_seconds: float  # `fixed_seconds` of the run
 
 
 def run_seconds(rates: RunRates, job: JobShape, plan: Schedule, per_epoch_steps: int) -> dict[str, float]:
@@ -83,9 +94,6 @@ class Projection:
     parts: dict[str, float]  # geometric means by part (they need not sum exactly to `seconds`)
     per_run: list[float]  # each run's own projection of the job (seconds)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def prediction_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float | None, float | None]:
     """Geometric mean and the t prediction interval (on logs) for one more value; no interval from one value."""
@@ -106,17 +114,33 @@ def project(runs: list[RunRates], job: JobShape, plan: Schedule, per_epoch_steps
                       per_run=[p["total"] for p in per_run])
 
 
-def rates_from_record(record: Any, eval_tokens: int | None) -> RunRates | None:
-    """A run's rates from its cell record (None when it did not train). `eval_tokens`: its eval set's tokens."""
+def evals_and_saves(result: CellResult) -> tuple[list[float], list[float]]:
+    """The seconds of each evaluation and of each checkpoint save a run recorded."""
+    evals = [e["seconds"] for e in result.evals if e.get("seconds")]
+    saves = [s["seconds"] for s in (result.model_extra or {}).get("saves") or [] if s.get("seconds")]
+    return evals, saves
+
+
+def fixed_seconds(record: CellRecord) -> float | None:
+    """A run's fixed cost: its wall time less all its steps at the measured training rate, its evaluations and its
+    checkpoint saves. That leaves what a run pays once whatever its length: the process's start, loading the model
+    and the data, compiling, and the warm-up steps' time beyond the measured rate. Never below 0; None for a run
+    that did not train. The projection adds it once to the job; the evaluations and saves it projects apart."""
     result = record.result
-    if record.status not in ("ok", "disturbed") or result is None or not result.summary.tokens_per_second:
+    if not record.measured or result is None or not (tps := result.summary.tokens_per_second):
         return None
-    tps = result.summary.tokens_per_second
-    step_tokens = sum(s.tokens for s in result.steps)
-    evals = [e.get("seconds") for e in result.evals if e.get("seconds")]
+    evals, saves = evals_and_saves(result)
+    steps = sum(s.tokens for s in result.steps) / tps
+    return max(0.0, (record.wall_seconds or 0.0) - steps - sum(evals) - sum(saves))
+
+
+def rates_from_record(record: CellRecord, eval_tokens: int | None) -> RunRates | None:
+    """A run's rates from its cell record (None when it did not train). `eval_tokens`: its eval set's tokens."""
+    result, fixed = record.result, fixed_seconds(record)
+    if result is None or fixed is None or not (tps := result.summary.tokens_per_second):
+        return None
+    evals, saves = evals_and_saves(result)
     eval_tps = eval_tokens * len(evals) / sum(evals) if evals and eval_tokens else None
-    saves = [s.get("seconds") for s in (result.model_extra or {}).get("saves") or [] if s.get("seconds")]
     save_s = sum(saves) / len(saves) if saves else None
-    fixed = (record.wall_seconds or 0.0) - step_tokens / tps - sum(evals) - sum(saves)
-    return RunRates(tokens_per_second=tps, eval_tokens_per_second=eval_tps, save_seconds=save_s,
-                    fixed_seconds=max(0.0, fixed))
+    return RunRates(tokens_per_second=tps, eval_tokens_per_second=eval_tps,
+                    save_seconds=save_s, fixed_seconds=fixed)

@@ -24,7 +24,14 @@ class Probe:
     seconds: float = 0.0  # the probe's wall time
     key: str | None = None
     tokens_per_second: float | None = None
-    fixed_seconds: float | None = None  # its wall time less its steps at its measured rate
+    fixed_seconds: float | None = None  # its fixed cost (harness.sizing.project.fixed_seconds)
+
+
+@dataclass(frozen=True)
+class ProbeRow(Probe):
+    """A probe as sizing.json lists it: and whether the memory fit used it (not held at the budget)."""
+
+    in_fit: bool = False
 
 
 def bounds(tried: dict[int, Probe]) -> tuple[int, int | None]:
