@@ -124,7 +124,7 @@ class Sizing:
         req = self.req
         w, m = req.run_steps
         plans: list[LayoutRuns] = []
-        chosen = [C.Layout(t, r) for t, r in req.placements] or C.layouts(self.here, self.nodes)
+        chosen = list(dict.fromkeys(C.Layout(t, r) for t, r in req.placements)) or C.layouts(self.here, self.nodes)
         for place in chosen:
             if place.cores > self.here:
                 console.print(f"  {place.label()}: needs {place.cores} cores, this machine has {self.here}; skipped")
