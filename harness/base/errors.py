@@ -1,4 +1,7 @@
-"""One exception type for bad input, so the CLI can print one clear line and exit 2 instead of a traceback."""
+"""The errors xeonft expects, so the CLI prints one clear line and exits with the error's code instead of a
+traceback: XeonftError (the user's input, exit 2) and two kinds of it that are not the user's fault, Failure (the
+machine or the run, exit 3) and Unavailable (the cell cannot run here, exit 3). The CLI catches the base type
+once; each kind carries its own exit code."""
 
 
 class XeonftError(Exception):
