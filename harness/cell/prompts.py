@@ -24,13 +24,9 @@ def prompt(instruction: str, input: str | None = None) -> str:
     return PROMPT_NO_INPUT.format(instruction=instruction)
 
 
-def training_text(row: Mapping[str, Any], eos_token: str) -> str:
-    """One training example: the prompt, the response, then EOS so the model learns to stop."""
-    return prompt(row["instruction"], row.get("input")) + str(row["output"]) + eos_token
-
-
 def tokenize_example(row: Mapping[str, Any], tokenizer: Any) -> dict[str, list[int]]:
-    """Token ids with the tokenizer's special tokens, always ending with exactly one EOS id (labels = input_ids)."""
+    """One training example, as training tokenizes it: the prompt, the response, then exactly one EOS id so the
+    model learns to stop; with the tokenizer's special tokens (labels = input_ids)."""
     text = prompt(row["instruction"], row.get("input")) + str(row["output"])
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
     if not ids or ids[-1] != tokenizer.eos_token_id:
