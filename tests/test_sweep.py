@@ -109,3 +109,30 @@ def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, 
         text = path.read_text(errors="replace")
         assert HF_TOKEN not in text and API_KEY not in text, path
     assert "HF_TOKEN" not in json.dumps(disk_manifest(store)["fingerprint"]["env"])
+
+
+def test_a_cells_threads_are_one_number_for_its_environment_and_its_peak():
+    """What a process computes with (OMP_NUM_THREADS, a rank's cores) is the number its GEMM peak is measured at."""
+    from harness.config.matrix import parse_matrix
+    from harness.launch.command import cell_env, cell_placement, rank_placements, threads_per_process
+    from harness.launch.peaks import cell_peak
+    from harness.measure.host import cores
+
+    here = len(cores())
+    if here < 2:
+        pytest.skip("two ranks need two cores")
+    m = parse_matrix({"name": "t", "fixed": {"model": "synthetic:tiny"},
+                      "axes": {"pinning": ["none", "cores"], "threads": [1, here], "ranks": [1, 2]},
+                      "exclude": [{"ranks": 2, "threads": here}]})
+    seen = {}
+    for spec in m.cells:
+        threads = threads_per_process(spec)
+        if spec.launch.ranks == 1:
+            assert cell_env(spec, cell_placement(spec), base={})["OMP_NUM_THREADS"] == str(threads)
+        else:  # each rank's worker sets OMP_NUM_THREADS to its cores' count
+            assert [len(p.cpus) for p in rank_placements(spec)] == [threads] * 2
+        peak = cell_peak(spec, {str(threads): {"bf16": 1.0}})
+        assert peak is not None and peak["threads"] == threads and peak["bf16"] == spec.launch.ranks
+        seen[(spec.launch.pinning, spec.config.threads, spec.launch.ranks)] = threads
+    assert seen == {("none", 1, 1): 1, ("cores", 1, 1): 1, ("none", here, 1): here, ("cores", here, 1): here,
+                    ("none", 1, 2): 1, ("cores", 1, 2): 1}

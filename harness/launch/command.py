@@ -24,7 +24,7 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
     from harness.measure.fingerprint import torch_build
 
     env = dict(os.environ if base is None else base)
-    threads = spec.config.threads or (len(placement.cpus) if placement else len(cores()))
+    threads = process_threads(spec, placement)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
                HF_HUB_DISABLE_TELEMETRY="1")
     if torch_build()["intel_openmp"]:
@@ -49,6 +49,22 @@ def cell_env(spec: CellSpec, placement: Placement | None, base: dict[str, str] |
         env["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir() / "inductor" / spec.launch.env)
     env.update(dict(spec.variables))
     return env
+
+
+def process_threads(spec: CellSpec, placement: Placement | None) -> int:
+    """The threads a process of the cell computes with: the config's `threads`, else one per core it is placed on
+    (a rank's cores under torchrun, whose worker sets OMP_NUM_THREADS to their count), else one per usable core.
+    The cell's environment and the GEMM peak it is measured against both take the number from here."""
+    return spec.config.threads or (len(placement.cpus) if placement else len(cores()))
+
+
+def threads_per_process(spec: CellSpec) -> int | None:
+    """The threads one process of the cell computes with (None when the cell cannot be placed here)."""
+    try:
+        placement = rank_placements(spec)[:1] if is_distributed(spec) else [cell_placement(spec)]
+    except Unavailable:
+        return None
+    return process_threads(spec, placement[0]) if placement else None
 
 
 def cell_placement(spec: CellSpec) -> Placement | None:

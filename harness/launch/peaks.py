@@ -2,6 +2,8 @@
 
 A cell pinned to one core cannot use the peak of two; a data-parallel cell of R ranks of T threads gets R times the
 T-thread peak (each rank on its own cores; shared memory bandwidth is not modelled, so this is an upper bound).
+The threads per process are the launcher's (`harness.launch.command.threads_per_process`), the number the cell's
+environment is given.
 Peaks already in a result set's manifest are reused, never re-measured, so a resume leaves earlier cells' MFU as it
 was.
 """
@@ -11,23 +13,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from harness.base.errors import Unavailable
 from harness.config.spec import CellSpec
-from harness.launch.command import cell_placement, is_distributed, rank_placements
+from harness.launch.command import threads_per_process
 from harness.measure.host import cores
 from harness.measure.peak import measure_peak
-
-
-def threads_per_process(spec: CellSpec) -> int | None:
-    """The threads one process of the cell computes with (None when the cell cannot be placed here)."""
-    try:
-        if is_distributed(spec):
-            placements = rank_placements(spec)
-            return len(placements[0].cpus) if placements else None
-        placement = cell_placement(spec)
-    except Unavailable:
-        return None
-    return spec.config.threads or (len(placement.cpus) if placement else len(cores()))
 
 
 def measure_at(threads: int) -> dict[str, float]:
