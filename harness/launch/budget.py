@@ -6,6 +6,9 @@ The kernel enforces it where xeonft may create a cgroup: v2 (`memory.max`, `memo
 the cell and the cgroup counts the kill. Elsewhere the launcher's sampler enforces it: the tree's RSS, read at
 10 Hz, crossing the budget stops the tree (a fast allocation can overshoot by what it grows in 0.1 s).
 `XEONFT_MEMORY_CAP=sampler` forces the sampler (tests use it to check both ways on one machine).
+
+This module reads cgroups for the launcher: which cgroup this process is in (v2 or v1) and a cgroup's OOM-kill
+count; `harness.launch.oom` asks it.
 """
 
 from __future__ import annotations
@@ -17,21 +20,51 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-def _v1_folder(proc_cgroup: Path) -> Path | None:
-    """This process's memory cgroup on a v1 hierarchy ('N:memory:/path' in /proc/self/cgroup)."""
-    for line in proc_cgroup.read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            folder = CGROUP_ROOT / "memory" / path.lstrip("/")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def _memberships(proc_cgroup: Path) -> list[tuple[str, list[str], str]]:
+    """/proc/self/cgroup's lines ('id:controllers:/path') as (id, controllers, path); none where it is unreadable."""
+    try:
+        text = proc_cgroup.read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        out.append((hierarchy, [c for c in controllers.split(",") if c], path.lstrip("/")))
+    return out
+
+
+def v2_folder(proc_cgroup: Path = PROC_CGROUP) -> Path | None:
+    """This process's cgroup on the v2 (unified) hierarchy ('0::/path'), where /sys/fs/cgroup is one."""
+    for hierarchy, controllers, path in _memberships(proc_cgroup):
+        if hierarchy == "0" and not controllers and (CGROUP_ROOT / "cgroup.controllers").is_file():
+            return CGROUP_ROOT / path
+    return None
+
+
+def v1_memory_folder(proc_cgroup: Path = PROC_CGROUP) -> Path | None:
+    """This process's memory cgroup on a v1 hierarchy ('N:memory:/path')."""
+    for _, controllers, path in _memberships(proc_cgroup):
+        if "memory" in controllers:
+            folder = CGROUP_ROOT / "memory" / path
             # inside a container the hierarchy may be mounted at the container's own cgroup
             return folder if folder.is_dir() else CGROUP_ROOT / "memory"
     return None
 
 
-def _v2_folder(proc_cgroup: Path) -> Path | None:
-    for line in proc_cgroup.read_text().splitlines():
-        if line.startswith("0::") and (CGROUP_ROOT / "cgroup.controllers").is_file():
-            return CGROUP_ROOT / line[3:].lstrip("/")
+def oom_kill_count(events: Path) -> int | None:
+    """The `oom_kill` count of a cgroup's events file (v2 memory.events, v1 memory.oom_control); None where the
+    file cannot be read or has no such line."""
+    try:
+        for line in events.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        return None
     return None
 
 
@@ -45,15 +78,15 @@ class MemoryCap:
     why_sampler: str | None = None  # why no cgroup could be made, in words
 
     @classmethod
-    def open(cls, limit: int, proc_cgroup: Path = Path("/proc/self/cgroup")) -> MemoryCap:
+    def open(cls, limit: int, proc_cgroup: Path = PROC_CGROUP) -> MemoryCap:
         """A cgroup for the cell where one can be made, else the sampler's budget."""
         if os.environ.get("XEONFT_MEMORY_CAP") == "sampler":
             return cls(limit, why_sampler="XEONFT_MEMORY_CAP=sampler")
         name = f"xeonft-cell-{os.getpid()}-{time.monotonic_ns()}"
         errors = []
-        for method, find, files in (("cgroup-v2", _v2_folder, (("memory.max", limit), ("memory.swap.max", 0))),
-                                    ("cgroup-v1", _v1_folder, (("memory.limit_in_bytes", limit),
-                                                               ("memory.memsw.limit_in_bytes", limit)))):
+        for method, find, files in (("cgroup-v2", v2_folder, (("memory.max", limit), ("memory.swap.max", 0))),
+                                    ("cgroup-v1", v1_memory_folder, (("memory.limit_in_bytes", limit),
+                                                                     ("memory.memsw.limit_in_bytes", limit)))):
             try:
                 parent = find(proc_cgroup)
                 if parent is None:
@@ -83,15 +116,11 @@ class MemoryCap:
         """How many processes the kernel's OOM killer took in the cell's cgroup (None for the sampler)."""
         if self.folder is None:
             return None
-        name = "memory.events" if self.method == "cgroup-v2" else "memory.oom_control"
-        try:
-            for line in (self.folder / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            return None
-        return 0 if self.method == "cgroup-v1" and self.failures() else None
+        events = self.folder / ("memory.events" if self.method == "cgroup-v2" else "memory.oom_control")
+        kills = oom_kill_count(events)
+        if kills is None and self.method == "cgroup-v1" and events.is_file() and self.failures():
+            return 0  # a v1 kernel too old to count kills in memory.oom_control
+        return kills
 
     def failures(self) -> int:
         """v1: how often the limit was hit (reclaim included)."""
