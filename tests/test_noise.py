@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.measure.host import parse_cpulist
 from harness.measure.noise import (
     KEYS,
     CpuTimes,
@@ -55,6 +56,14 @@ def _tree(root: Path, governor: str, no_turbo: int, boost: int, smt: int, thp: s
     flags = "fpu vme de pse tsc msr avx2 amx_bf16" + (" hypervisor" if hypervisor else "")
     _write(root, "proc/cpuinfo", f"processor\t: 0\nflags\t\t: {flags}\n")
     return root
+
+
+@pytest.mark.parametrize(("online", "count"), [("0-63,128-191", 128), ("0,2-3", 3), ("5", 1), ("0-x", None)])
+def test_the_online_cpu_count_reads_the_kernels_cpu_list(tmp_path: Path, online: str, count: int | None) -> None:
+    _write(tmp_path, "sys/devices/system/cpu/online", online)
+    assert system_state(tmp_path)["cpu_count"] == count
+    if count is not None:  # the same list the topology reads
+        assert len(parse_cpulist(online)) == count
 
 
 def test_parse_proc_stat_reads_the_aggregate_cpu_line() -> None:

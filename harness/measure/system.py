@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.measure.host import parse_cpulist
+
 CPU = "sys/devices/system/cpu"
 THP = "sys/kernel/mm/transparent_hugepage/enabled"
 NUMA_BALANCING = "proc/sys/kernel/numa_balancing"
@@ -56,16 +58,12 @@ def _governors(root: Path) -> dict[str, int] | None:
 
 
 def _online_cpus(root: Path) -> int | None:
-    """Count of online CPUs from a range list such as ``0-63,128-191``."""
+    """Count of online CPUs from a range list such as ``0-63,128-191`` (host.parse_cpulist reads it)."""
     text = _read(root / CPU / "online")
     if not text:
         return None
     try:
-        total = 0
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            total += int(hi or lo) - int(lo) + 1
-        return total
+        return len(parse_cpulist(text)) or None
     except ValueError:
         return None
 
