@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from harness.base.errors import XeonftError
 from harness.base.messages import describe
@@ -33,7 +33,19 @@ BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
 
 
 class FinetuneConfig(BaseModel):
-    """Everything that defines one fine-tuning run; defaults live in harness/config/recipes/recipe.yaml."""
+    """Everything that defines one fine-tuning run. Its defaults are the recipe: the published one (Lenovo Press
+    LP2179, "Fine-Tuning LLMs using Intel Xeon CPUs") as xeonft runs it, and the only place its values are written.
+
+    They live here rather than in recipes/recipe.yaml because every other reader needs them here too: a record
+    written before a field joined is read back with the field's default, `FinetuneConfig(...)` from Python is the
+    recipe, and the command line's flags and help come from these fields. recipe.yaml stays a shipped recipe (so
+    `--config recipe` names it) and sets nothing. Where xeonft departs from the paper: the model and data
+    ("default" is SmolLM2-135M-Instruct and the 999-row Alpaca demo set from PyPI packages, where the paper used
+    meta-llama/Llama-3.2-1B and yahma/alpaca-cleaned from the Hub), and trust_remote_code, which the paper passes
+    true and xeonft turns on only when the command line asks. The split (train_size/eval_size null) scales the
+    paper's train_test_split(train_size=5000, test_size=500, seed=42) down to smaller data; seq_len is trl's
+    default max_length (1024), which the paper kept; max_steps null is one epoch; threads null is one per core.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -127,6 +139,25 @@ class FinetuneConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+REMOTE_CODE = "trust_remote_code"
+
+
+def remote_code_refusal(value: Any, where: str, kind: str) -> str | None:
+    """The refusal, in its one wording, when a file people share (a config file, a recipe, a preset, a matrix)
+    would turn on a model's own code: only the command line may (`--trust-remote-code`). A value is on whenever
+    the config would read it as true ("true", "yes", 1, ...); a list (a matrix axis) is on when any value is."""
+    values = value if isinstance(value, list) else [value]
+    for one in values:
+        try:
+            on = one is not None and TypeAdapter(bool).validate_python(one)
+        except ValidationError:
+            on = False  # not a boolean at all: validation names it
+        if on:
+            return (f"{where}: {REMOTE_CODE} can only be turned on from the command line (--trust-remote-code), "
+                    f"never by a {kind}")
+    return None
+
+
 def explain(err: ValidationError, source: str, known: Any = None) -> str:
     """pydantic's report as one line per problem, each naming the source and the key."""
     known = FinetuneConfig.model_fields if known is None else known
@@ -179,12 +210,11 @@ def _shipped(name: str) -> dict[str, Any]:
 
 
 def recipe_defaults() -> dict[str, Any]:
-    """The recipe's defaults, from the YAML shipped inside the package."""
-    return _shipped("recipe")
+    """The recipe's values: FinetuneConfig's defaults."""
+    return FinetuneConfig().model_dump()
 
 
-def overlay_values(name: str | Path, base_dir: Path | None = None) -> dict[str, Any]:
-    """A recipe file's (or shipped recipe's) own keys, without the defaults under them: a preset to layer on top."""
+def _read_overlay(name: str | Path, base_dir: Path | None) -> dict[str, Any]:
     if base_dir is not None and (base_dir / name).is_file():
         return read_yaml(base_dir / name)
     if not Path(name).exists() and str(name) in shipped_recipes():
@@ -194,13 +224,22 @@ def overlay_values(name: str | Path, base_dir: Path | None = None) -> dict[str, 
     raise XeonftError(f"'{name}' is neither a YAML file nor a shipped recipe ({', '.join(shipped_recipes())})")
 
 
-def base_values(path: str | Path | None = None) -> tuple[dict[str, Any], str]:
-    """Recipe defaults updated with a YAML file's (or a shipped recipe's) keys, and a name for error messages."""
-    values = recipe_defaults()
+def overlay_values(name: str | Path, base_dir: Path | None = None, kind: str = "preset") -> dict[str, Any]:
+    """A recipe file's (or shipped recipe's) own keys, without the defaults under them: a preset to layer on top.
+    `kind` says what the file is to the caller (preset, recipe, config file), for the remote-code refusal."""
+    values = _read_overlay(name, base_dir)
+    refusal = remote_code_refusal(values.get(REMOTE_CODE), str(name), kind)
+    if refusal:
+        raise XeonftError(refusal)
+    return values
+
+
+def base_values(path: str | Path | None = None, kind: str = "config file") -> tuple[dict[str, Any], str]:
+    """A YAML file's (or a shipped recipe's) keys over the recipe (the defaults, which validation fills in), and
+    a name for error messages."""
     if path is None:
-        return values, "recipe.yaml"
-    values.update(overlay_values(path))
-    return values, str(path) if Path(path).exists() else f"{path}.yaml"
+        return {}, "the recipe"
+    return overlay_values(path, kind=kind), str(path) if Path(path).exists() else f"{path}.yaml"
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> FinetuneConfig:
@@ -210,9 +249,6 @@ def load_config(path: str | Path | None = None, preset: str | None = None, **ove
     if preset:
         values.update(overlay_values(preset))
         source += f" + {preset}"
-    if values.get("trust_remote_code") is True:
-        raise XeonftError(f"{source}: trust_remote_code can only be turned on from the command line "
-                          "(--trust-remote-code), never by a config file")
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         base = build_config(values, source=source)  # name the file when the file is at fault

@@ -37,7 +37,16 @@ from harness.base.errors import XeonftError
 from harness.base.messages import describe
 from harness.base.secrets import is_secret
 from harness.base.units import parse_duration
-from harness.config.finetune import FinetuneConfig, base_values, build_config, explain, overlay_values, read_yaml
+from harness.config.finetune import (
+    REMOTE_CODE,
+    FinetuneConfig,
+    base_values,
+    build_config,
+    explain,
+    overlay_values,
+    read_yaml,
+    remote_code_refusal,
+)
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
 
 PRESET_KEY = "preset"
@@ -171,9 +180,9 @@ def _check_safety(m: MatrixFile, source: str, errors: list[str]) -> None:
         if is_secret(name):
             errors.append(f"{source}: variables: '{name}' looks like a secret; pass it through the environment "
                           "instead (xeonft scrubs such values from everything it writes)")
-    if m.fixed.get("trust_remote_code") or any(m.axes.get("trust_remote_code", [])):
-        errors.append(f"{source}: trust_remote_code can only be turned on from the command line "
-                      "(xeonft run --trust-remote-code), never by a matrix")
+    refusal = remote_code_refusal([m.fixed.get(REMOTE_CODE), *m.axes.get(REMOTE_CODE, [])], source, "matrix")
+    if refusal:
+        errors.append(refusal)
 
 
 MAX_CELLS = 10_000  # combinations of the axes a matrix may expand to (before exclusions and repeats)
@@ -210,9 +219,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
     if recipe and base_dir is not None and (base_dir / recipe).is_file():
         recipe = str(base_dir / recipe)
     try:
-        recipe_values, _ = base_values(recipe)
-        if recipe_values.get("trust_remote_code") is True:
-            raise XeonftError("trust_remote_code can only be turned on from the command line, never by a recipe")
+        recipe_values, _ = base_values(recipe, kind="recipe")
     except XeonftError as err:
         raise XeonftError(f"{source}: recipe: {err}") from None
     presets: dict[str, dict[str, Any]] = {"none": {}}
@@ -224,9 +231,6 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
                 errors.append(f"{source}: preset: {err}")
                 continue
             # the sweep sets steps, logging, evaluation and prompts, as it does over the matrix's recipe
-            if overlay.get("trust_remote_code"):
-                errors.append(f"{source}: preset {name}: trust_remote_code can only be turned on from the command "
-                              "line, never by a preset")
             presets[str(name)] = {k: v for k, v in overlay.items() if k not in (*MANAGED_KEYS, *SWEEP_DEFAULTS)}
             _check_names(f"{source}: preset {name}", list(presets[str(name)]), errors)
     if errors:
