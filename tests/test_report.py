@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.history.trend import Series
+from harness.render.history import render_history
+from harness.render.pages import Page as HtmlPage
 from harness.render.report import render
 from tests.conftest import disk_records
 
@@ -22,12 +25,14 @@ class Page(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
+        self.tags: set[str] = set()
         self.images: list[dict[str, str]] = []
         self.cells: list[str] = []
         self.stack: list[str] = []
         self._in_cell = False
 
     def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
         if tag == "img":
             self.images.append(dict(attrs))
         elif tag not in ("meta", "br"):
@@ -127,6 +132,44 @@ def test_the_report_verb_prints_what_render_returned_not_a_reread_file(sweep, tm
     assert printed[0] == saved["baseline"] and f"note: {saved['notes'][0]}" in printed
     assert printed[-3:] == [f"report: {tmp_path / 'r' / 'index.html'}", f"        {tmp_path / 'r' / 'report.md'}",
                             f"        {tmp_path / 'r' / 'cells.csv'}"]
+
+
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "strong", "ul", "li", "table",
+             "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption"}
+HOSTILE = "<script>alert('x')</script>"
+
+
+def _parsed(text: str) -> Page:
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert page.stack == [] and page.tags <= PAGE_TAGS, page.tags - PAGE_TAGS
+    return page
+
+
+def test_the_page_builder_escapes_every_part_it_is_given(tmp_path):
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"\x89PNG\r\n")
+    text = (HtmlPage(f"title {HOSTILE}").heading(f"h1 {HOSTILE}", level=1).paragraph(f"lead {HOSTILE}")
+            .paragraph(f"note {HOSTILE}", kind="note", strong=True).bullets([f"item {HOSTILE}", "a & b"])
+            .table(pd.DataFrame({f"col {HOSTILE}": [f"cell {HOSTILE}"]})).figure(png, caption=f"cap '{HOSTILE}\"")
+            .html())
+    page = _parsed(text)
+    assert "<script>" not in text and text.count("&lt;script&gt;") == 9 and "a &amp; b" in text
+    assert page.images[0]["alt"] == f"cap '{HOSTILE}\"" and page.images[0]["src"].startswith("data:image/png;base64")
+    assert f"cell {HOSTILE}" in page.cells
+
+
+def test_the_history_page_escapes_what_the_catalog_holds(tmp_path):
+    point = {"n": 2, "median": 10.0, "low": 9.0, "high": 11.0, "eval_loss": 1.5, "runs": [9.5, 10.5],
+             "work": {"tokens_per_step": 512}, "stacks": [f"stack {HOSTILE}"], "faults": []}
+    series = Series(identity="i", machine="m", cpu=f"cpu {HOSTILE}", label=f"label {HOSTILE}", by="torch",
+                    points=[{**point, "x": "2.8"}, {**point, "x": f"2.9 {HOSTILE}"}])
+    out = render_history([series], tmp_path / "h", by=f"torch {HOSTILE}")
+    text = (out / "index.html").read_text()
+    page = _parsed(text)
+    assert "<script>" not in text and len(page.images) == 1 and f"stack {HOSTILE}" in page.cells
+    assert f"label {HOSTILE} on cpu {HOSTILE}" in (out / "report.md").read_text()
 
 
 def test_cli_report_and_a_bad_baseline(sweep, tmp_path, capsys):

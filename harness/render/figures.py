@@ -12,7 +12,8 @@ from harness.analysis.overhead import scaling_frame
 Figures = dict[str, tuple[Path, str]]  # name -> (PNG path, caption)
 
 
-def _setup() -> Any:
+def setup() -> Any:
+    """pyplot on the Agg backend (no display needed) with the theme every xeonft figure uses; call it first."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,29 +24,35 @@ def _setup() -> Any:
     return plt
 
 
+def save(fig: Any, path: Path) -> Path:
+    """Write a figure as the PNG a page embeds (tight layout, 110 dpi) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(df: pd.DataFrame, steps: pd.DataFrame, configs: pd.DataFrame, out: Path) -> Figures:
-    plt = _setup()
+    plt = setup()
     figs: Figures = {}
 
-    def save(name: str, fig: Any, caption: str) -> None:
-        path = out / f"{name}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figs[name] = (path, caption)
+    def keep(name: str, fig: Any, caption: str) -> None:
+        figs[name] = (save(fig, out / f"{name}.png"), caption)
 
     ok = df[df["status"] == "ok"]
     if not ok.empty and not configs.empty:
-        _throughput(plt, ok, configs, save)
-        _speedup(plt, configs, save)
-        _memory(plt, ok, save)
-    _breakdown(plt, ok, save)
-    _scaling(plt, df, save)
-    _loss_and_steps(plt, steps, save)
+        _throughput(plt, ok, configs, keep)
+        _speedup(plt, configs, keep)
+        _memory(plt, ok, keep)
+    _breakdown(plt, ok, keep)
+    _scaling(plt, df, keep)
+    _loss_and_steps(plt, steps, keep)
     return figs
 
 
-def _throughput(plt: Any, ok: pd.DataFrame, configs: pd.DataFrame, save: Any) -> None:
+def _throughput(plt: Any, ok: pd.DataFrame, configs: pd.DataFrame, keep: Any) -> None:
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
@@ -66,11 +73,11 @@ def _throughput(plt: Any, ok: pd.DataFrame, configs: pd.DataFrame, save: Any) ->
            title="Training throughput (median of runs, 95% interval; dots are runs)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small")
-    save("throughput", fig, "Non-padding tokens per second over each run's measured steps (warm-up, profiled step "
+    keep("throughput", fig, "Non-padding tokens per second over each run's measured steps (warm-up, profiled step "
                             "and eval excluded): the median of the runs with its 95% interval across runs.")
 
 
-def _speedup(plt: Any, configs: pd.DataFrame, save: Any) -> None:
+def _speedup(plt: Any, configs: pd.DataFrame, keep: Any) -> None:
     import seaborn as sns
 
     if "speedup" not in configs or configs["speedup"].isna().all():
@@ -81,11 +88,11 @@ def _speedup(plt: Any, configs: pd.DataFrame, save: Any) -> None:
     sns.heatmap(pivot, annot=True, fmt=".2f", cmap="RdYlGn", center=1.0, cbar_kws={"label": "x baseline"}, ax=ax)
     ax.set(xlabel="batch size", ylabel="", title="Speedup over the baseline (ratio of run geometric means)")
     ax.tick_params(axis="y", rotation=0)
-    save("speedup", fig, "Each configuration's throughput over the baseline's, from their runs; the tables give "
+    keep("speedup", fig, "Each configuration's throughput over the baseline's, from their runs; the tables give "
                          "each ratio's 95% interval.")
 
 
-def _memory(plt: Any, ok: pd.DataFrame, save: Any) -> None:
+def _memory(plt: Any, ok: pd.DataFrame, keep: Any) -> None:
     import seaborn as sns
 
     ok = ok.dropna(subset=["peak_rss_gib"])
@@ -97,10 +104,10 @@ def _memory(plt: Any, ok: pd.DataFrame, save: Any) -> None:
                   dodge=dodge, ax=ax)
     ax.set(xlabel="batch size", ylabel="peak RSS of the process tree (GiB)", title="Peak memory")
     ax.set_ylim(bottom=0)
-    save("memory", fig, "Peak resident memory of each cell's whole process tree, sampled at 10 Hz (max over runs).")
+    keep("memory", fig, "Peak resident memory of each cell's whole process tree, sampled at 10 Hz (max over runs).")
 
 
-def _breakdown(plt: Any, ok: pd.DataFrame, save: Any) -> None:
+def _breakdown(plt: Any, ok: pd.DataFrame, keep: Any) -> None:
     shares = [c for c in ok.columns if c.startswith("time_")] if not ok.empty else []
     if not shares:
         return
@@ -114,11 +121,11 @@ def _breakdown(plt: Any, ok: pd.DataFrame, save: Any) -> None:
     ax.set(xlabel="% of the profiled step's operator self time", ylabel="",
            title="Where a training step's time goes (torch.profiler)")
     ax.legend(fontsize="small", ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.45))
-    save("breakdown", fig, "One extra step after the measured ones under torch.profiler: operator self time by "
+    keep("breakdown", fig, "One extra step after the measured ones under torch.profiler: operator self time by "
                            "category (LoRA GEMMs count as GEMM). That step is never measured.")
 
 
-def _scaling(plt: Any, df: pd.DataFrame, save: Any) -> None:
+def _scaling(plt: Any, df: pd.DataFrame, keep: Any) -> None:
     import seaborn as sns
 
     scaling = scaling_frame(df)
@@ -136,11 +143,11 @@ def _scaling(plt: Any, df: pd.DataFrame, save: Any) -> None:
     right.set(xlabel="data-parallel ranks (all nodes)", ylabel="tokens/s per core, relative to 1 rank",
               title="Scaling efficiency (per core)")
     right.set_ylim(bottom=0)
-    save("scaling", fig, "Global tokens per second (all ranks' tokens over the step time), and tokens per second per "
+    keep("scaling", fig, "Global tokens per second (all ranks' tokens over the step time), and tokens per second per "
                          "core against one rank of the same setting (1.0 = perfect scaling); bars span the runs.")
 
 
-def _loss_and_steps(plt: Any, steps: pd.DataFrame, save: Any) -> None:
+def _loss_and_steps(plt: Any, steps: pd.DataFrame, keep: Any) -> None:
     import seaborn as sns
 
     if steps.empty or "loss" not in steps:
@@ -156,7 +163,7 @@ def _loss_and_steps(plt: Any, steps: pd.DataFrame, save: Any) -> None:
             sns.scatterplot(data=evals, x="step", y="eval_loss", hue="cell", marker="X", s=90, legend=False, ax=ax)
         ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="Train loss (lines) and eval loss (crosses)")
         ax.legend(fontsize="small", ncol=2)
-        save("loss", fig, "Per-step training loss of every configuration (mean of runs); crosses are eval loss.")
+        keep("loss", fig, "Per-step training loss of every configuration (mean of runs); crosses are eval loss.")
     measured = steps[(steps.get("measured") == True) & steps["seconds"].notna()]  # noqa: E712
     if not measured.empty:
         fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * measured.groupby(["variant", "batch_size"]).ngroups))
@@ -164,5 +171,5 @@ def _loss_and_steps(plt: Any, steps: pd.DataFrame, save: Any) -> None:
         sns.boxplot(data=measured, y="cell", x="seconds", color="#cfe2f3", fliersize=0, ax=ax)
         sns.stripplot(data=measured, y="cell", x="seconds", color="#1f4e79", size=3, ax=ax)
         ax.set(xlabel="step wall time (s)", ylabel="", title="Step-time distribution (measured steps)")
-        save("step_times", fig, "Wall time of every measured step (data + compute), all runs: for the shape of a run "
+        keep("step_times", fig, "Wall time of every measured step (data + compute), all runs: for the shape of a run "
                                 "only; steps of one run are not independent samples.")

@@ -3,15 +3,13 @@ library version, date or commit, the change points marked and named, the work of
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 
 import pandas as pd
 
 from harness.history.trend import Series, describe_step
-from harness.render.figures import _setup
-from harness.render.pages import STYLE, html_table, md_table
+from harness.render.figures import save, setup
+from harness.render.pages import Page, md_table
 
 LEAD = ("Each point is one library version (or date, or commit) of one cell on one machine: the median of its runs' "
         "throughput (tokens trained on per second over measured steps; disturbed runs left out) with a 95% interval "
@@ -31,7 +29,7 @@ def _table(s: Series) -> pd.DataFrame:
 
 
 def _plot(s: Series, path: Path) -> None:
-    plt = _setup()
+    plt = setup()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(s.points) + 3), 3.8))
     xs = list(range(len(s.points)))
     med = [p["median"] for p in s.points]
@@ -46,18 +44,16 @@ def _plot(s: Series, path: Path) -> None:
         ax.axvline(at, color="red" if step["verdict"] == "slower" else "green", ls="--")
     ax.set_xticks(xs, names, rotation=30, ha="right")
     ax.set(xlabel=s.by, ylabel="tokens/s", title=s.label[:90])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def render_history(all_series: list[Series], out: Path, by: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# xeonft history by {by}", "", LEAD, ""]
-    body = [f"<h1>xeonft history by {html.escape(by)}</h1><p class='lead'>{html.escape(LEAD)}</p>"]
+    page = Page("xeonft history").heading(f"xeonft history by {by}", level=1).paragraph(LEAD)
     if not all_series:
         md.append("_No cell has runs at two or more points yet._")
-        body.append("<p><em>No cell has runs at two or more points yet.</em></p>")
+        page.paragraph("No cell has runs at two or more points yet.", kind="")
     for i, s in enumerate(all_series):
         png = out / f"trend-{i}.png"
         _plot(s, png)
@@ -66,11 +62,7 @@ def render_history(all_series: list[Series], out: Path, by: str) -> Path:
                                                              "apart beyond the threshold"]
         md += [f"## {title}", "", *[f"- {line}" for line in found], "", md_table(_table(s)),
                f"![trend]({png.name})", ""]
-        body.append(f"<h2>{html.escape(title)}</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in found)
-                    + f"</ul>{html_table(_table(s))}<figure><img alt='trend' src='data:image/png;base64,"
-                    f"{base64.b64encode(png.read_bytes()).decode()}'></figure>")
+        page.heading(title).bullets(found).table(_table(s)).figure(png, alt="trend")
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "index.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>xeonft history"
-                                    f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>",
-                                    encoding="utf-8")
+    (out / "index.html").write_text(page.html(), encoding="utf-8")
     return out

@@ -1,10 +1,14 @@
-"""The report's pages: Markdown (terminal, pull request) and one self-contained HTML file. Everything shown that
-came from a result set is escaped."""
+"""The pages every renderer writes: Markdown (terminal, pull request) and one self-contained HTML file, and the
+report's own. `Page` is the one HTML page builder (title, style, body parts, images embedded): the report, the
+sizing report and the history page are built with it, and it is the one place that escapes what a page shows, so
+nothing that came from a result set can become markup."""
 
 from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -91,22 +95,63 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
          ".note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}")
 
 
+class Page:
+    """One self-contained HTML page in xeonft's style, built part by part in reading order. Every text a part is
+    given is escaped here (tables by pandas, here too), so a caller never writes markup or escapes anything."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._body: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> Page:
+        self._body.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        return self
+
+    def paragraph(self, text: str, kind: str = "lead", strong: bool = False) -> Page:
+        """A paragraph of class `kind` (lead, note, or '' for none), its text in bold when `strong`."""
+        inner = f"<strong>{html.escape(text)}</strong>" if strong else html.escape(text)
+        self._body.append(f"<p class=\"{html.escape(kind)}\">{inner}</p>" if kind else f"<p>{inner}</p>")
+        return self
+
+    def bullets(self, items: Iterable[str]) -> Page:
+        self._body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+        return self
+
+    def table(self, frame: pd.DataFrame) -> Page:
+        self._body.append(html_table(frame))
+        return self
+
+    def figure(self, png: Path, caption: str | None = None, alt: str | None = None) -> Page:
+        """A PNG embedded in the page (base64), with its caption under it where there is one."""
+        data = base64.b64encode(png.read_bytes()).decode()
+        below = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self._body.append(f"<figure><img alt=\"{html.escape(alt or caption or png.stem)}\" "
+                          f"src=\"data:image/png;base64,{data}\">{below}</figure>")
+        return self
+
+    def figures(self, figs: Figures) -> Page:
+        for png, caption in figs.values():
+            self.figure(png, caption)
+        return self
+
+    def html(self) -> str:
+        return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+                f"<style>{STYLE}</style></head><body>{''.join(self._body)}</body></html>")
+
+
 def page(meta: dict[str, Any], tables: dict[str, pd.DataFrame], fp: dict[str, Any], figs: Figures) -> str:
-    e = html.escape
-    imgs = "".join(
-        f'<figure><img alt="{e(caption)}" src="data:image/png;base64,'
-        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{e(caption)}</figcaption></figure>'
-        for path, caption in figs.values())
-    machine = pd.DataFrame(fingerprint_rows(fp), columns=["", "value"])
-    notes = "".join(f"<p class='note'>{e(_sentence(n))}</p>" for n in meta.get("notes", []))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>xeonft report: {e(meta['name'])}</title>"
-            f"<style>{STYLE}</style></head><body>"
-            f"<h1>xeonft report: {e(meta['name'])}</h1>"
-            f"<p class='lead'>{meta['ok']} of {meta['cells']} cells ok; {e(meta['baseline'])}. {e(LEAD)}</p>"
-            + notes
-            + (f"<p class='lead'><strong>{e(_sentence(meta['headline']))}</strong></p>" if meta.get("headline") else "")
-            + f"<h2>Configurations, fastest first</h2>{html_table(tables['top'])}"
-            f"<h2>Cells without numbers, disturbed or flagged</h2>{html_table(tables['problems'])}"
-            + (f"<h2>Instrumentation overhead</h2><p>{e(OVERHEAD_NOTE)}</p>{html_table(tables['overhead'])}"
-               if not tables["overhead"].empty else "")
-            + f"<h2>Figures</h2>{imgs}<h2>Machine</h2>{html_table(machine)}</body></html>")
+    """The report's HTML page."""
+    title = f"xeonft report: {meta['name']}"
+    doc = Page(title).heading(title, level=1)
+    doc.paragraph(f"{meta['ok']} of {meta['cells']} cells ok; {meta['baseline']}. {LEAD}")
+    for note in meta.get("notes", []):
+        doc.paragraph(_sentence(note), kind="note")
+    if meta.get("headline"):
+        doc.paragraph(_sentence(meta["headline"]), strong=True)
+    doc.heading("Configurations, fastest first").table(tables["top"])
+    doc.heading("Cells without numbers, disturbed or flagged").table(tables["problems"])
+    if not tables["overhead"].empty:
+        doc.heading("Instrumentation overhead").paragraph(OVERHEAD_NOTE, kind="").table(tables["overhead"])
+    doc.heading("Figures").figures(figs)
+    doc.heading("Machine").table(pd.DataFrame(fingerprint_rows(fp), columns=["", "value"]))
+    return doc.html()

@@ -4,8 +4,6 @@ embedded, everything escaped) and Markdown, beside the JSON for scripts."""
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 from typing import Any
@@ -13,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from harness.base.units import GIB, num
-from harness.render.figures import Figures, _setup
-from harness.render.pages import STYLE, html_table, md_table
+from harness.render.figures import Figures, setup
+from harness.render.pages import Page, md_table
 from harness.results.records import MEASURED
 from harness.sizing.findings_model import FILE, Findings
 
@@ -113,7 +111,7 @@ def _pair(low: float | None, high: float | None, pattern: str = "{:.1f}") -> str
 
 
 def figures(f: Findings, out: Path) -> Figures:
-    plt = _setup()
+    plt = setup()
     figs: Figures = {}
     req = f.request
     probes = f.probes
@@ -243,22 +241,17 @@ def render_sizing(f: Findings, out: Path) -> Path:
     model = f.request.config.model
     md = [f"# xeonft sizing: {model}", "", f"Machine: {machine}.", "", LEAD, ""]
     md += [f"**{line}**" if i == 0 else line for i, line in enumerate(lines)] + [""]
-    body = [f"<h1>xeonft sizing: {html.escape(model)}</h1>",
-            f"<p class='lead'>Machine: {html.escape(machine)}.</p><p class='lead'>{html.escape(LEAD)}</p>",
-            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"]
+    page = Page("xeonft sizing").heading(f"xeonft sizing: {model}", level=1)
+    page.paragraph(f"Machine: {machine}.").paragraph(LEAD).bullets(lines)
     for key, title in SECTIONS:
         if t[key].empty:
             continue
         md += [f"## {title}", "", md_table(t[key])]
-        body.append(f"<h2>{html.escape(title)}</h2>{html_table(t[key])}")
+        page.heading(title).table(t[key])
     for path, caption in figs.values():
         md += [f"![{caption}]({path.name})", "", f"_{caption}_", ""]
-        body.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
-                    f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}"
-                    "</figcaption></figure>")
+    page.figures(figs)
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "index.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>xeonft sizing</title>"
-                                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>",
-                                    encoding="utf-8")
+    (out / "index.html").write_text(page.html(), encoding="utf-8")
     f.write(out / FILE)
     return out
