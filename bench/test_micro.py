@@ -5,10 +5,13 @@ checkpointing, and the LM head with the loss (trl's tiles vs the fused chunks).
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-autosave        # record
     .venv/bin/python -m pytest bench/ --benchmark-only --benchmark-compare         # against the last record
 
-Compare runs made on the same machine, idle; read ratios, not absolute times.
+Compare runs made on the same machine, idle; read ratios, not absolute times. A quick check that every benchmark
+still runs, timing nothing: `.venv/bin/python -m pytest bench/test_micro.py --benchmark-disable -x -q`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
@@ -20,11 +23,19 @@ from harness.config import load_config
 pytestmark = pytest.mark.benchmark(min_rounds=3, warmup=True)
 
 
+def _per_second(benchmark: Any, key: str, work: float, stat: str = "mean") -> None:
+    """Record `work` (FLOPs, tokens) per second of the rounds' `stat` time in extra_info. Under
+    --benchmark-disable each test runs its function once and nothing is timed (benchmark.stats is None): the quick
+    check that every benchmark still runs records nothing."""
+    if benchmark.stats is not None:
+        benchmark.extra_info[key] = work / getattr(benchmark.stats.stats, stat)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
 def test_gemm_1024(benchmark, dtype):
     a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
     benchmark(torch.mm, a, b)
-    benchmark.extra_info["tflops"] = 2 * 1024**3 / benchmark.stats.stats.min / 1e12
+    _per_second(benchmark, "tflops", 2 * 1024**3 / 1e12, stat="min")
 
 
 class _Vocab:
@@ -55,7 +66,7 @@ def test_lora_step_smollm2_shape(benchmark, precision):
         opt.zero_grad()
 
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
-    benchmark.extra_info["tokens_per_s"] = 256 / benchmark.stats.stats.mean
+    _per_second(benchmark, "tokens_per_s", 256)
 
 
 LENGTHS = [90, 240, 130, 310, 60, 200, 170, 280, 110, 150, 190, 118]  # 12 documents, 2048 tokens: batch 4 x 512
@@ -143,7 +154,7 @@ def test_compiled_decoder_layers(benchmark, implementation, checkpointing):
     benchmark.extra_info["graph_breaks"] = sum(counters["graph_break"].values())
     benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
-    benchmark.extra_info["tokens_per_s"] = 2048 / benchmark.stats.stats.mean
+    _per_second(benchmark, "tokens_per_s", 2048)
     torch._dynamo.reset()
 
 
@@ -192,4 +203,4 @@ def test_lm_head_and_loss(benchmark, implementation, shape):
     step()  # compile (fused) outside the measured rounds
     benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
-    benchmark.extra_info["tokens_per_s"] = 2048 / benchmark.stats.stats.mean
+    _per_second(benchmark, "tokens_per_s", 2048)
