@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from harness.base.errors import XeonftError
 from harness.launch.sweep import run_sweep
+from harness.measure.fingerprint import CPU_FLAGS
 from tests.conftest import disk_manifest, disk_records, tiny_matrix
 
 HF_TOKEN = "hf_" + "Q" * 8 + "secretvalue" + "7" * 14
@@ -58,7 +60,14 @@ def test_the_manifest_holds_the_matrix_and_the_fingerprint(sweep):
     manifest = disk_manifest(store)
     assert manifest["matrix"]["name"] == "tiny"
     fp = manifest["fingerprint"]
-    assert fp["topology"]["physical_cores"] >= 1 and "amx_bf16" in fp["cpu"]["flags"]
+    assert fp["topology"]["physical_cores"] >= 1
+    # the CPU's flags as this machine's kernel lists them, and AMX only where it has both of AMX's flags
+    listed = next((set(line.partition(":")[2].split()) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("flags")), set())
+    flags = fp["cpu"]["flags"]
+    assert set(flags) == set(CPU_FLAGS) and {f for f, on in flags.items() if on} >= listed & set(CPU_FLAGS)
+    assert flags["amx_bf16"] == ("amx_bf16" in listed) and flags["avx2"] == ("avx2" in listed)
+    assert fp["cpu"]["amx"] == ("amx_bf16" in listed and "amx_tile" in listed)
     assert fp["libraries"]["torch"] and fp["torch_build"]["onednn"]
 
 
@@ -88,8 +97,14 @@ def test_an_oom_is_recorded_as_oom_and_a_retry_reruns_it(rows_file, tokenizer_di
     assert first["status"] == "oom"
     run_sweep(m, out=tmp_path / "o", resume=True)
     assert disk_records(store)[0]["finished"] == first["finished"]
+    # mark the record on disk as written long ago: only a cell that really runs again can replace the mark
+    path = store.cell_path(first["key"])
+    path.write_text(json.dumps({**first, "started": "2000-01-01T00:00:00+0000",
+                                "finished": "2000-01-01T00:00:01+0000"}))
     run_sweep(m, out=tmp_path / "o", resume=True, retry_failed=True)
-    assert disk_records(store)[0]["started"] >= first["started"] and len(disk_records(store)) == 1
+    (again,) = disk_records(store)
+    assert again["key"] == first["key"] and again["status"] == "oom"
+    assert again["started"] >= first["finished"] and again["finished"] > "2000-01-01T00:00:01+0000"
 
 
 def test_no_secret_reaches_any_file_of_the_result_set(rows_file, tokenizer_dir, tmp_path, monkeypatch):
