@@ -11,6 +11,7 @@ import pytest
 from harness.analysis.compare import compare, parse_threshold
 from harness.base.errors import XeonftError
 from harness.cli import main
+from harness.config.identity import match_key, store_key
 from harness.config.matrix import parse_matrix
 from harness.launch.sweep import run_sweep
 from harness.measure.steps import StepRecord, summarize_steps
@@ -19,26 +20,27 @@ from tests.conftest import tiny_matrix
 
 
 def synthetic_set(root, rng, speed=(100.0, 100.0), loss_scale=1.0, steps=12, status="ok", name="s", repeats=5,
-                  run_cv=0.05, step_cv=0.02):
+                  run_cv=0.05, step_cv=0.02, axes=None):
     """A result set in the store's own format: `repeats` runs per cell, each run's speed drawn around the cell's
-    mean with a between-run CV, its steps around the run's speed with a (smaller) within-run CV."""
-    m = parse_matrix({"name": name, "fixed": {"model": "synthetic:tiny"}, "axes": {"batch_size": [1, 2]},
-                      "repeats": repeats})
+    mean with a between-run CV, its steps around the run's speed with a (smaller) within-run CV. `axes` (default
+    two batch sizes) make the configurations, `speed` one mean each, in the matrix's order."""
+    axes = axes or {"batch_size": [1, 2]}
+    m = parse_matrix({"name": name, "fixed": {"model": "synthetic:tiny"}, "axes": axes, "repeats": repeats})
     store = ResultStore(root)
-    store.open(m.document, {"cpu": {}}, "env", [c.key("env") for c in m.cells], resume=False)
-    means = dict(zip([1, 2], speed, strict=True))
+    store.open(m.document, {"cpu": {}}, "env", [store_key(c, "env") for c in m.cells], resume=False)
+    means = dict(zip([match_key(c) for c in m.cells if c.repeat == 0], speed, strict=True))
     for cell in m.cells:
-        run_speed = means[cell.config.batch_size] * rng.lognormal(0.0, run_cv)
+        run_speed = means[match_key(cell)] * rng.lognormal(0.0, run_cv)
         seconds = 1000 / (run_speed * rng.lognormal(0.0, step_cv, size=steps))
         losses = loss_scale * (3.0 - 0.1 * np.arange(steps))
         rows = [StepRecord(step=i + 1, seconds=float(t), compute_seconds=float(t), data_seconds=0.0, tokens=1000,
                            sequences=4, loss=float(lo)) for i, (t, lo) in enumerate(zip(seconds, losses, strict=True))]
         result = {"summary": summarize_steps(rows, timing_warmup=1), "steps": [asdict(r) for r in rows],
                   "eval_loss": float(losses[-1])}
-        store.put(cell.key("env"), {"key": cell.key("env"), "match_key": cell.match_key(), "status": status,
-                                    "repeat": cell.repeat, "axes": {"batch_size": cell.config.batch_size},
-                                    "spec": cell.model_dump(mode="json"),
-                                    "result": result if status == "ok" else None})
+        key = store_key(cell, "env")
+        store.put(key, {"key": key, "match_key": match_key(cell), "status": status, "repeat": cell.repeat,
+                        "axes": {k: getattr(cell.config, k) for k in axes}, "spec": cell.model_dump(mode="json"),
+                        "result": result if status == "ok" else None})
     return root
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from harness import cli
 from harness.base.errors import Failure, XeonftError
 from harness.config.finetune import load_config
+from harness.config.identity import match_key
 from harness.config.matrix import parse_matrix
 from harness.launch import sweep as sweep_module
 from harness.launch.locks import ResultSetLock
@@ -110,7 +111,7 @@ def _fake_supervise(calls):
     def supervise(spec, key, store, on_step=None, disturbance_cores=0.25):
         calls.append(key)
         return CellRecord.model_validate({
-            "key": key, "match_key": spec.match_key(), "repeat": spec.repeat, "status": "ok", "wall_seconds": 1.0,
+            "key": key, "match_key": match_key(spec), "repeat": spec.repeat, "status": "ok", "wall_seconds": 1.0,
             "spec": spec.model_dump(mode="json"),
             "result": {"summary": {"tokens_per_second": 100.0, "measured_tokens": 100, "measured_seconds": 1.0}}})
 

@@ -2,6 +2,7 @@ import pytest
 
 from harness.base.errors import XeonftError
 from harness.cli import main
+from harness.config.identity import match_key, store_key, twin_key
 from harness.config.matrix import parse_matrix
 
 
@@ -20,8 +21,8 @@ def test_axes_expand_to_their_product_minus_exclusions_with_repeats_interleaved(
     cell = m.cells[0]
     assert cell.config.max_steps == 5 and cell.config.eval_steps == 5 and not cell.config.save_checkpoints
     assert cell.config.prompts == () and cell.config.lora_init == "olora"  # the recipe underneath
-    assert len({c.key("env") for c in m.cells}) == 6
-    assert cell.key("env") != cell.key("other-env") and m.cells[0].match_key() == m.cells[3].match_key()
+    assert len({store_key(c, "env") for c in m.cells}) == 6
+    assert store_key(cell, "env") != store_key(cell, "other-env") and match_key(m.cells[0]) == match_key(m.cells[3])
 
 
 def test_launcher_settings_are_axes_too():
@@ -92,7 +93,7 @@ def test_a_preset_axis_layers_a_recipe_over_fixed_and_under_the_other_axes(tmp_p
     assert (mine.preset, mine.config.batch_size, mine.config.precision) == ("mine.yaml", 7, "fp32")
     # the sweep still owns steps and evaluation
     assert mine.config.max_steps == plain.config.max_steps and mine.config.eval_steps == plain.config.eval_steps
-    assert plain.match_key() != mine.match_key()
+    assert match_key(plain) != match_key(mine)
 
 
 def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
@@ -106,11 +107,11 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
                                                      "launch": {"instrument": True, "memory_limit": True,
                                                                 "stack": True}, "config": {"lm_head": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
-    assert cell.key("e") == old_key
+    assert store_key(cell, "e") == old_key
     bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
-    assert bare.key("e") != cell.key("e") and bare.pair_key() == cell.pair_key()
+    assert store_key(bare, "e") != store_key(cell, "e") and twin_key(bare) == twin_key(cell)
     fused = parse_matrix(doc(fixed={"model": "synthetic:tiny", "lm_head": "fused"})).cells[0]
-    assert fused.key("e") != cell.key("e") and fused.config.digest() != cell.config.digest()
+    assert store_key(fused, "e") != store_key(cell, "e") and fused.config.digest() != cell.config.digest()
 
 
 def test_an_unknown_preset_is_refused():

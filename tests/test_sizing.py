@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from harness import cli
 from harness.base.units import parse_bytes
+from harness.config.identity import hashed_document, match_key, store_key
 from harness.config.spec import CellSpec, LaunchSettings
 from harness.sizing.fit import fit_memory, fit_scaling
 from harness.sizing.project import JobShape, RunRates, prediction_interval, project, run_seconds, schedule
@@ -306,8 +307,8 @@ def test_memory_sizes_parse_and_a_budget_joins_a_cells_identity_only_when_set():
     plain = CellSpec(config=cfg, launch=LaunchSettings(), warmup_steps=1, measured_steps=2)
     capped = plain.model_copy(update={"launch": LaunchSettings(memory_limit="6GiB")})
     assert capped.launch.memory_limit == 6 * GIB
-    assert "memory_limit" not in json.dumps(plain._dump({}))  # earlier result sets keep their keys
-    assert plain.key("e") != capped.key("e") and plain.match_key() != capped.match_key()
+    assert "memory_limit" not in json.dumps(hashed_document(plain, {}))  # earlier result sets keep their keys
+    assert store_key(plain, "e") != store_key(capped, "e") and match_key(plain) != match_key(capped)
 
 
 def test_run_memory_limit_caps_every_cell_and_a_bad_one_is_one_message(rows_file, tokenizer_dir, tmp_path, capsys):

@@ -15,6 +15,7 @@ from harness.analysis.summary import baseline, configurations
 from harness.base.errors import XeonftError
 from harness.cell.recipe import batch_work
 from harness.cli import main
+from harness.config.identity import match_key
 from harness.launch import sweep as sweep_module
 from harness.launch.sweep import run_sweep
 from harness.measure.memory import vm_hwm
@@ -90,7 +91,7 @@ def _fake_supervise(speeds):
         calls.append(spec.repeat)
         tps = speeds(len(calls))
         return CellRecord.model_validate({
-            "key": key, "match_key": spec.match_key(), "repeat": spec.repeat, "status": "ok", "wall_seconds": 1.0,
+            "key": key, "match_key": match_key(spec), "repeat": spec.repeat, "status": "ok", "wall_seconds": 1.0,
             "spec": spec.model_dump(mode="json"),
             "result": {"summary": {"tokens_per_second": tps, "measured_tokens": 100, "measured_seconds": 100 / tps}}})
 

@@ -1,12 +1,12 @@
 """Two result sets -> matched configurations -> run-level statistics -> a verdict a CI job can act on.
 
-Configurations are matched by their definition (`match_key`: not the environment, not the repeat, not an injected
-fault). Each run (repeat) gives one value, its throughput (measured tokens over measured seconds); a configuration
-is `slower` only when its runs are slower beyond the threshold *and* significantly so (Welch's t-test on log
-throughput, p < alpha), `unchanged` when the interval of the ratio stays within the threshold, and `inconclusive`
-when the runs cannot tell (too few, or too noisy). Steps inside one run are not independent: they are never pooled
-into a verdict. Loss trajectories are compared too: a drift beyond the tolerance means the numbers changed, not just
-the speed.
+Configurations are matched by their definition (`harness.config.identity.Configuration.counterpart`: not the
+environment, not the repeat; a cell slowed on purpose matches its normal twin). Each run (repeat) gives one value, its
+throughput (measured tokens over measured seconds); a configuration is `slower` only when its runs are slower beyond the
+threshold *and* significantly so (Welch's t-test on log throughput, p < alpha), `unchanged` when the interval of the
+ratio stays within the threshold, and `inconclusive` when the runs cannot tell (too few, or too noisy). Steps inside one
+run are not independent: they are never pooled into a verdict. Loss trajectories are compared too: a drift beyond the
+tolerance means the numbers changed, not just the speed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.frames import identity
+from harness.analysis.frames import configuration
 from harness.base.errors import XeonftError
 from harness.base.stats import decide
 from harness.base.units import interval, num
@@ -65,9 +65,7 @@ def collect(store: ResultStore) -> dict[str, CellRuns]:
     for r in store.records():
         if r.match_key is None:
             continue
-        # a cell slowed on purpose matches its normal twin; a crashing one is its own configuration
-        key = r.match_key if r.launch_settings.get("inject_fault", "none") in ("none", "slow") else identity(r)
-        cell = out.setdefault(key, CellRuns(label=r.label()))
+        cell = out.setdefault(configuration(r).counterpart, CellRuns(label=r.label()))
         cell.statuses.append(r.status)
         if r.status == "disturbed":
             cell.disturbed += 1

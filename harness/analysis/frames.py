@@ -1,8 +1,9 @@
 """A result set as pandas frames: one row per cell record (`cells.csv`), one per step (for plots only).
 
-Configurations are told apart by their full identity (every config and launch field: the record's `match_key`, plus
-the injected fault), never by a fixed list of columns, so two cells that differ only in, say, `lora_init` stay two
-rows; each configuration's label names every axis in which the set's configurations differ.
+Configurations are told apart by their full identity (every config and launch field: the record's `match_key`, plus the
+injected fault: `harness.config.identity.Configuration.grouping`), never by a fixed list of columns, so two cells that
+differ only in, say, `lora_init` stay two rows; each configuration's label names every axis in which the set's
+configurations differ.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pandas as pd
 from harness.analysis.efficiency import cell_efficiency
 from harness.base.errors import XeonftError
 from harness.config.finetune import LATER_CONFIG_DEFAULTS
+from harness.config.identity import NO_FAULT, Configuration, twin_key
+from harness.config.spec import CellSpec
 from harness.measure.onednn import top_gemm
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore
@@ -26,12 +29,20 @@ NOT_LABELS = {"max_steps", "save_checkpoints", "logging_steps", "eval_steps", "p
               "node_rank", "rdzv_endpoint", "variables"}
 
 
-def identity(record: CellRecord) -> str:
-    """What makes two records repeats of one configuration: the match key, and the injected fault (which the
-    match key leaves out so that a slowed cell matches its normal twin across result sets)."""
-    fault = record.launch_settings.get("inject_fault", "none")
-    base = record.match_key or record.key
-    return base if fault in (None, "none") else f"{base}+{fault}"
+def configuration(record: CellRecord) -> Configuration:
+    """The record's configuration, from the match key it was stored with (a record without one, from an early
+    layout, stands alone under its own key) and its injected fault."""
+    return Configuration(record.match_key or record.key, record.launch_settings.get("inject_fault") or NO_FAULT)
+
+
+def twin(record: CellRecord) -> str | None:
+    """The configuration with `instrument` left out: a bare cell and its fully instrumented twin share it (None for
+    a record whose definition no longer validates: it has no twin)."""
+    try:
+        spec = CellSpec.model_validate(record.spec)
+    except ValueError:
+        return None
+    return Configuration(twin_key(spec), spec.launch.inject_fault).grouping
 
 
 def _flat_spec(record: CellRecord) -> dict[str, Any]:
@@ -70,13 +81,13 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     onednn = (res.onednn if res else None) or {}
     comp = (res.compile if res else None) or {}
     eff = cell_efficiency(r, peak)
-    row: dict[str, Any] = {"key": r.key, "match_key": r.match_key, "identity": identity(r), "repeat": r.repeat,
-                           "status": r.status, "reason": r.reason}
+    row: dict[str, Any] = {"key": r.key, "match_key": r.match_key, "identity": configuration(r).grouping,
+                           "repeat": r.repeat, "status": r.status, "reason": r.reason}
     # a field that joined later is missing from earlier records: they ran at its default
     row.update({c: cfg.get(c, r.axes.get(c, LATER_CONFIG_DEFAULTS.get(c))) for c in SPEC_COLUMNS})
     row.update({c: launch.get(c, r.axes.get(c)) for c in LAUNCH_COLUMNS})
     row["preset"] = r.spec.get("preset", "none")
-    row["pair_key"] = pair_identity(r)
+    row["pair_key"] = twin(r)
     row.update({
         "tokens_per_s": h.tokens_per_s,
         "sequences_per_s": h.sequences_per_s,
@@ -117,13 +128,6 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     return row
 
 
-def pair_identity(record: CellRecord) -> str:
-    """The identity without `instrument`: a bare cell and its fully instrumented twin share it."""
-    flat = _flat_spec(record)
-    flat.pop("instrument", None)
-    return repr(sorted(flat.items(), key=lambda kv: kv[0]))
-
-
 def cells_frame(store: ResultStore) -> pd.DataFrame:
     """One row per cell record: its settings, status and headline numbers (the CSV users load in pandas)."""
     manifest = store.manifest()
@@ -133,7 +137,7 @@ def cells_frame(store: ResultStore) -> pd.DataFrame:
     if df.empty:
         raise XeonftError(f"result set '{store.root}' has no cells")
     labels = variant_labels(records)
-    df["variant"] = [labels[identity(r)] for r in records]
+    df["variant"] = [labels[configuration(r).grouping] for r in records]
     df.attrs["axes"] = manifest.axes
     return df
 
@@ -143,7 +147,7 @@ def variant_labels(records: list[CellRecord]) -> dict[str, str]:
     set's configurations differ; '(one configuration)' when nothing but batch size differs."""
     flats: dict[str, dict[str, Any]] = {}
     for r in records:
-        flats.setdefault(identity(r), _flat_spec(r))
+        flats.setdefault(configuration(r).grouping, _flat_spec(r))
     keys = sorted({k for f in flats.values() for k in f})
     varying = [k for k in keys if len({repr(f.get(k)) for f in flats.values()}) > 1 and k != "batch_size"]
     # the matrix's own axes first, in their order, then anything else that differs

@@ -47,6 +47,7 @@ from harness.config.finetune import (
     read_yaml,
     remote_code_refusal,
 )
+from harness.config.identity import store_key
 from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
 
 PRESET_KEY = "preset"
@@ -269,8 +270,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         spec = CellSpec(config=cfg, launch=launch, timing_warmup_steps=m.measure.warmup_steps,
                         measured_steps=m.measure.steps, profile=m.measure.profile, preset=preset,
                         variables=tuple(sorted(m.variables.items())), timeout_s=m.timeout_s)
-        if spec.key("") not in seen:
-            seen.add(spec.key(""))
+        if (key := store_key(spec, "")) not in seen:
+            seen.add(key)
             cells.append(spec)
     if errors:
         raise XeonftError("\n".join(dict.fromkeys(errors)))

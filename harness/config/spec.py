@@ -1,20 +1,17 @@
 """What defines one cell: its training config, how the launcher runs it, and how it is measured.
 
-A `CellSpec` is a frozen value; the store's key is its hash plus the environment's, and result sets are matched
-across sweeps by `match_key` (the definition alone). Keys must stay stable across xeonft versions, or `--resume`
-and `compare` would stop recognising earlier cells: new fields are left out of the hash at their defaults.
+A `CellSpec` is a frozen value. Its keys (the store's, the match key across result sets, the catalog's) are
+`harness.config.identity`'s: that module is the one place that says what makes one configuration.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.base.units import parse_bytes
-from harness.config.finetune import LATER_CONFIG_DEFAULTS, FinetuneConfig
+from harness.config.finetune import FinetuneConfig
 from harness.config.stack import Stack
 
 Pinning = Literal["none", "cores", "numa"]
@@ -70,9 +67,6 @@ class LaunchSettings(BaseModel):
         return self
 
 
-# Launch settings that joined later: left out of a cell's hash at their defaults, so earlier keys stay valid.
-LATER_LAUNCH_DEFAULTS = {"instrument": "full", "memory_limit": None, "stack": None}
-
 LAUNCH_KEYS = tuple(LaunchSettings.model_fields)
 
 
@@ -93,35 +87,3 @@ class CellSpec(BaseModel):
     repeat: int = 0
     variables: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 1800
-
-    def _dump(self, exclude: dict[str, Any]) -> dict[str, Any]:
-        # fields that joined later are left out at their defaults, which keeps the keys of earlier result sets
-        exclude = dict(exclude)
-        if self.preset == "none":
-            exclude["preset"] = True
-        at_default = {k: True for k, v in LATER_LAUNCH_DEFAULTS.items() if getattr(self.launch, k) == v}
-        if at_default:
-            launch = exclude.get("launch", {})
-            exclude["launch"] = {**({k: True for k in launch} if isinstance(launch, set) else launch), **at_default}
-        config_at_default = {k: True for k, v in LATER_CONFIG_DEFAULTS.items() if getattr(self.config, k) == v}
-        if config_at_default:
-            exclude["config"] = config_at_default
-        return self.model_dump(mode="json", exclude=exclude)
-
-    def pair_key(self) -> str:
-        """The match key without `instrument`: a bare cell and its fully instrumented twin share it."""
-        return self.model_copy(update={"launch": self.launch.model_copy(update={"instrument": "full"})}).match_key()
-
-    def key(self, environment: str) -> str:
-        """The store's key: a hash of the cell's definition plus the environment it ran in."""
-        text = json.dumps({"spec": self._dump({"timeout_s": True}), "env": environment}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def match_key(self) -> str:
-        """A hash of the definition alone (no environment, repeat, injected fault or node rank): how result sets
-        are matched, and how the nodes of one multi-node cell find each other when merged."""
-        text = json.dumps(self._dump({"timeout_s": True, "repeat": True,
-                                      "launch": {"inject_fault": True, "node_rank": True}}), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-

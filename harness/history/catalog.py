@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.config.identity import lineage_key, without_stack
 from harness.config.spec import CellSpec
 from harness.results.store import ResultStore
 
@@ -44,9 +45,9 @@ def identity(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A cell's identity across stacks: its match key with the stack and environment left out, and its flat
     definition (for selectors)."""
     cell = CellSpec.model_validate(spec)
-    bare = cell.model_copy(update={"launch": cell.launch.model_copy(update={"stack": None, "env": "default"})})
+    bare = without_stack(cell)
     flat = {**cell.config.model_dump(mode="json"), **bare.launch.model_dump(mode="json", exclude={"stack", "env"})}
-    return bare.match_key(), flat
+    return lineage_key(cell), flat
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.base.errors import Unavailable
 from harness.cell.assets import cache_dir
 from harness.config.finetune import COMPILED
+from harness.config.identity import match_key
 from harness.config.spec import CellSpec
 from harness.launch import envs, stacks
 from harness.launch.topology import Placement, numactl, place
@@ -96,7 +97,7 @@ def _torchrun(spec: CellSpec, python: str, spec_path: Path, result_path: Path) -
         cmd.append("--standalone")
     else:
         cmd += [f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}", "--rdzv-backend=c10d",
-                f"--rdzv-endpoint={launch.rdzv_endpoint}", f"--rdzv-id=xeonft-{spec.match_key()}-{spec.repeat}"]
+                f"--rdzv-endpoint={launch.rdzv_endpoint}", f"--rdzv-id=xeonft-{match_key(spec)}-{spec.repeat}"]
     return [*cmd, "--module", "harness.cell.worker", str(spec_path), str(result_path)]
 
 

@@ -1,5 +1,6 @@
 """`xeonft run --dry-run`: what a sweep would do, before anything runs: its cells, their keys, which a `--resume`
-would skip or run again, and how long it should take, from earlier records of the same cells."""
+would skip or run again, and how long it should take, from earlier records of the same cells. The plan is of the
+cells as the sweep would run them: a `--memory-limit` is part of a cell's key, so it is applied before planning."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from pathlib import Path
 
 from rich.table import Table
 
+from harness.config.identity import MEASURED, match_key, retried, should_run
 from harness.config.matrix import Matrix
 from harness.launch.console import describe
 from harness.launch.sweep import axis_values, cell_key
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.results.records import CellRecord
-from harness.results.store import RERUN_ALWAYS, RERUN_IF_RETRYING, ResultStore
+from harness.results.store import ResultStore
 
 
 def earlier_walls(roots: list[Path]) -> dict[str, list[float]]:
@@ -24,12 +26,17 @@ def earlier_walls(roots: list[Path]) -> dict[str, list[float]]:
         if not store.manifest_path.is_file():
             continue
         for r in store.records(warn=False):
-            if r.match_key and r.wall_seconds and r.status in ("ok", "disturbed"):
+            if r.match_key and r.wall_seconds and r.status in MEASURED:
                 out.setdefault(r.match_key, []).append(r.wall_seconds)
     return out
 
 
-def plan(matrix: Matrix, out: Path, resume: bool, retry_failed: bool, results_dir: Path = Path("results")) -> Table:
+def plan(matrix: Matrix, out: Path, resume: bool, retry_failed: bool, results_dir: Path = Path("results"),
+         memory_limit: str | int | None = None) -> Table:
+    """The table of what `xeonft run` would do with these arguments (`memory_limit`: the command line's
+    --memory-limit, over the matrix's own)."""
+    if memory_limit:
+        matrix = matrix.with_memory_limit(memory_limit)
     store = ResultStore(out)
     env_key = environment_key(fingerprint())
     walls = earlier_walls([out, *sorted(p for p in results_dir.glob("*") if p.is_dir() and p != out)])
@@ -44,11 +51,11 @@ def plan(matrix: Matrix, out: Path, resume: bool, retry_failed: bool, results_di
             action = "run"
         elif not resume:
             action = "refused (exists: --resume)"
-        elif record.status in RERUN_ALWAYS or (retry_failed and record.status in RERUN_IF_RETRYING):
+        elif should_run(record.status, resume, retried(retry_failed)):
             action = "run again"
         else:
             action = "skip"
-        known = walls.get(spec.match_key())
+        known = walls.get(match_key(spec))
         estimate = statistics.median(known) if known else None
         if action.startswith("run"):
             if estimate is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.base.errors import Failure
+from harness.config.identity import PROBE_RETRY, should_run
 from harness.config.spec import CellSpec
 from harness.launch.console import console, one_line
 from harness.launch.supervisor import supervise
@@ -15,7 +16,8 @@ from harness.results.store import ResultStore
 
 
 class Runner:
-    """Runs cells into one result set (a cell already recorded ok or oom there is reused, as `--resume` does)."""
+    """Runs cells into one result set; a cell recorded there before is reused unless the resume rule takes it again
+    (`PROBE_RETRY`: all but ok and oom, an oom being a probe's answer)."""
 
     def __init__(self, store: ResultStore, env_key: str) -> None:
         self.store, self.env_key = store, env_key
@@ -25,7 +27,7 @@ class Runner:
         key = cell_key(spec, self.env_key)
         self.keys.append(key)
         earlier = self.store.get(key)
-        if earlier is not None and earlier.status in ("ok", "oom"):
+        if earlier is not None and not should_run(earlier.status, retry=PROBE_RETRY):
             console.print(f"  {label}: recorded before ({earlier.status}), reused")
             return earlier
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.base.errors import Unavailable
 from harness.cell.protocol import PLACEMENTS_VAR, parse_progress
+from harness.config.identity import match_key
 from harness.config.spec import CellSpec
 from harness.launch.budget import MemoryCap
 from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
@@ -35,7 +36,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
              disturbance_cores: float = 0.25) -> CellRecord:
     """Run one cell in its own process and return its record (the caller stores it)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    record: dict[str, Any] = {"key": key, "match_key": spec.match_key(), "repeat": spec.repeat,
+    record: dict[str, Any] = {"key": key, "match_key": match_key(spec), "repeat": spec.repeat,
                               "spec": spec.model_dump(mode="json"), "started": started}
     placements: list[Placement] = []
     try:

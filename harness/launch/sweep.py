@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.base.errors import Failure
 from harness.base.stats import enough_runs
+from harness.config.identity import store_key
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
@@ -45,8 +46,7 @@ def axis_values(spec: CellSpec, axes: list[str]) -> dict[str, Any]:
 
 def cell_key(spec: CellSpec, env_key: str) -> str:
     """The store's key; a library environment's requirements digest is part of it (pins changed: new cells)."""
-    pins = envs.digest(spec.launch.env)
-    return spec.key(f"{env_key}+{pins}" if pins else env_key)
+    return store_key(spec, env_key, envs.digest(spec.launch.env))
 
 
 class Sweep:

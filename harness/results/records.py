@@ -9,17 +9,19 @@ both; a record from a newer xeonft is refused with a clear message (`check_versi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.base.errors import XeonftError
 
+# the status sets are harness.config.identity's, re-exported for the readers of records
+from harness.config.identity import MEASURED as MEASURED
+from harness.config.identity import STATUSES as STATUSES
+from harness.config.identity import Status as Status
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-Status = Literal["ok", "failed", "oom", "timeout", "unavailable", "disturbed"]
-STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
-MEASURED = ("ok", "disturbed")  # statuses whose numbers exist (a disturbed cell's are flagged, not dropped)
 
 
 def check_version(data: dict[str, Any], what: str) -> None:

@@ -24,11 +24,8 @@ from pydantic import ValidationError
 
 from harness.base.errors import XeonftError
 from harness.base.secrets import redact
+from harness.config.identity import retried, should_run
 from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, check_version
-
-# Statuses a resumed sweep re-runs: a disturbed measurement is worth taking again; failures only when asked.
-RERUN_ALWAYS = {"disturbed"}
-RERUN_IF_RETRYING = {"failed", "oom", "timeout"}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -139,10 +136,9 @@ class ResultStore:
         write_json(self.cell_path(key), rec.model_dump(mode="json", exclude_unset=True))
 
     def should_run(self, key: str, resume: bool, retry_failed: bool) -> bool:
-        record = self.get(key)
-        if record is None or not resume:
-            return True
-        return record.status in RERUN_ALWAYS or (retry_failed and record.status in RERUN_IF_RETRYING)
+        """Whether a sweep runs the cell `key` (the resume rule, `harness.config.identity.should_run`)."""
+        record = self.get(key) if resume else None
+        return should_run(record.status if record else None, resume, retried(retry_failed))
 
     def records(self, warn: bool = True) -> list[CellRecord]:
         """All readable cell records, in the manifest's order where it has one; damaged files are skipped with a
