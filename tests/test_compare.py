@@ -77,6 +77,21 @@ def test_a_small_significant_change_below_the_threshold_is_not_a_regression(tmp_
     assert {c.verdict for c in result.cells} == {"unchanged"}
 
 
+def test_a_threshold_of_zero_calls_any_significant_slowdown_slower(tmp_path, capsys):
+    """As `decide` takes it: 0% is meaningful (compare refused it once, while `decide` allowed it)."""
+    rng = np.random.default_rng(3)
+    tight = {"repeats": 8, "run_cv": 0.01}
+    base = synthetic_set(tmp_path / "a", rng, **tight)
+    new = synthetic_set(tmp_path / "b", rng, speed=(97.0, 100.0), **tight)
+    result = compare(base, new, threshold=0.0)
+    verdicts = {c.cell: c.verdict for c in result.cells}
+    assert verdicts["batch_size=1"] == "slower" and result.regressed  # 3% slower, and significantly so
+    assert verdicts["batch_size=2"] != "slower"
+    assert main(["compare", str(base), str(new), "--threshold", "0%"]) == 1
+    with pytest.raises(XeonftError, match="at least 0"):
+        compare(base, new, threshold=-0.01)
+
+
 def test_runs_that_differ_more_than_their_steps_give_no_verdict_from_two_repeats(tmp_path):
     """The issue's case: two runs a side, between-run spread far above within-run spread. Pooled per-step samples
     called this a significant 23% regression; the runs cannot tell, and compare says so."""

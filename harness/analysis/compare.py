@@ -194,8 +194,8 @@ class CompareResult:
 def compare(base: str | Path, new: str | Path, threshold: float = 0.05, alpha: float = 0.01,
             loss_tolerance: float = 0.02) -> CompareResult:
     """Compare two result sets cell by cell."""
-    if not 0 < threshold < 1:
-        raise XeonftError(f"threshold must be between 0 and 1 (got {threshold})")
+    if not 0 <= threshold < 1:  # as `decide` takes it: 0 calls any significant slowdown slower
+        raise XeonftError(f"threshold must be at least 0 and below 1 (got {threshold})")
     stores = [ResultStore(p) for p in (base, new)]
     for s in stores:
         s.manifest()  # a clear error when a path is not a result set
