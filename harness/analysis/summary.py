@@ -47,9 +47,10 @@ def configurations(df: pd.DataFrame, target_half_width: float | None = None) -> 
 
 
 def parse_selector(text: str | None) -> dict[str, Any]:
-    """'precision=bf16-autocast,batch_size=4' -> {'precision': 'bf16-autocast', 'batch_size': 4}."""
+    """'precision=bf16-autocast,batch_size=4' -> {'precision': 'bf16-autocast', 'batch_size': 4}; no text is no
+    selector (an empty selection): which default applies is the caller's to say."""
     if not text:
-        return dict(DEFAULT_BASELINE)
+        return {}
     out: dict[str, Any] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
@@ -74,7 +75,7 @@ def select(df: pd.DataFrame, selector: dict[str, Any], what: str = "baseline sel
 def baseline(df: pd.DataFrame, text: str | None) -> tuple[str | None, str]:
     """The one configuration a `--baseline` selector names, and a sentence about it. A selector that matches
     several configurations is refused (naming them) when the user gave it; the default one then shows none."""
-    selector = parse_selector(text)
+    selector = parse_selector(text) or dict(DEFAULT_BASELINE)
     described = ", ".join(f"{k}={v}" for k, v in selector.items())
     found = select(df, selector)
     if len(found) == 1:
