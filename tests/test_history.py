@@ -158,10 +158,10 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
     slowed = next(s for label, s in found.items() if "batch_size=2" in label)
     strict = {s.label: s for s in series(catalog.runs(db), "peft", threshold=0.10, alpha=0.01)}
     steady = next(s for label, s in strict.items() if "batch_size=1" in label)
-    assert [p["x"] for p in slowed.points] == ["1.0", "1.1", "1.2"]
-    assert [(st["before"], st["after"], st["verdict"]) for st in slowed.steps] == [("1.1", "1.2", "slower")]
+    assert [p.x for p in slowed.points] == ["1.0", "1.1", "1.2"]
+    assert [(st.before, st.after, st.verdict) for st in slowed.steps] == [("1.1", "1.2", "slower")]
     assert steady.steps == []
-    assert all(p["work"]["tokens_per_step"] > 0 for p in slowed.points)
+    assert all(p.work["tokens_per_step"] > 0 for p in slowed.points)
     # the page, at the two alphas the series were checked at above (the same data give the same series): the step
     # where one was made, and a cell without one
     for alpha, shown in (("0.05", "peft 1.1 -> 1.2"), ("0.01", "no change point")):
@@ -180,7 +180,15 @@ def test_each_cell_records_its_packages_and_the_xeonft_commit(sweep):
 
     assert extra["packages"]["torch"] == torch.__version__
     commit = extra["xeonft_commit"]
-    assert commit is None or len(commit.split("+")[0]) == 40
+    # what git says of the checkout the cells ran from: its HEAD, or nothing where it is not a git checkout
+    import harness
+
+    head = subprocess.run(["git", "-C", str(Path(harness.__file__).resolve().parents[1]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:
+        assert commit is not None and commit.split("+")[0] == head.stdout.strip() and len(head.stdout.strip()) == 40
+    else:
+        assert commit is None
 
 
 def test_a_change_in_the_work_of_a_step_is_named_beside_a_verdict():
@@ -212,3 +220,88 @@ def test_a_stack_that_pins_torch_is_refused_with_its_cost_unless_asked_for(tmp_p
     assert cli.main(["bisect", "--lib", "torch", "--good", "2.8.0", "--bad", "2.13.0",
                      "--out", str(tmp_path / "b")]) == 2
     assert "pins torch==2.8.0" in capsys.readouterr().err
+
+
+def _dated(root: Path, when: str) -> Path:
+    """Say when a synthetic result set ran (its cells record no start, so the catalog dates them by the manifest)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "created": when}))
+    return root
+
+
+def _two_sets(tmp_path: Path, status: str = "ok", axes: dict | None = None) -> tuple[Path, Path, Path]:
+    """A catalog holding one earlier synthetic set, and a newer set that is not in it."""
+    from harness.history import catalog
+    from tests.test_compare import synthetic_set
+
+    rng = np.random.default_rng(7)
+    old = _dated(synthetic_set(tmp_path / "old", rng, axes=axes), "2026-01-01T00:00:00+0000")
+    new = _dated(synthetic_set(tmp_path / "new", rng, status=status, axes=axes), "2026-02-01T00:00:00+0000")
+    db = tmp_path / "catalog.sqlite"
+    catalog.add(old, db)
+    return old, new, db
+
+
+def test_the_check_counts_a_newly_failing_cell_as_a_regression_as_compare_does(tmp_path, capsys):
+    from harness.analysis.compare import compare
+    from harness.history.check import check
+
+    old, new, db = _two_sets(tmp_path, status="failed")
+    assert compare(old, new).regressed  # what compare says of the same two sets
+    verdicts = check(new, db)
+    assert [v.verdict for v in verdicts] == ["failed", "failed"] and all(v.regressed for v in verdicts)
+    assert all("failed here" in v.reason and v.against == str(old.resolve()) for v in verdicts)
+    assert cli.main(["history", "--catalog", str(db), "--check", str(new)]) == 1
+    assert capsys.readouterr().out.count(": failed (measured in") == 2
+
+
+def test_the_check_labels_configurations_by_what_tells_them_apart(tmp_path, capsys):
+    from harness.history.check import check
+
+    _, new, db = _two_sets(tmp_path, axes={"lora_init": ["olora", "gaussian"]})  # same model, precision, batch
+    labels = [v.cell for v in check(new, db)]
+    assert len(set(labels)) == 2 and "lora_init=olora" in labels[0] and "lora_init=gaussian" in labels[1]
+    assert all(v.verdict != "new" for v in check(new, db))  # each found its own last good
+
+
+def test_the_check_writes_nothing_to_the_catalog(tmp_path):
+    from harness.history import catalog
+    from harness.history.check import check
+
+    _, new, db = _two_sets(tmp_path)
+    before = db.read_bytes()
+    assert {v.verdict for v in check(new, db)} <= {"unchanged", "inconclusive", "faster", "slower"}
+    assert db.read_bytes() == before
+    assert str(new.resolve()) not in {r.result_set for r in catalog.runs(db)}
+    assert check(new, tmp_path / "none.sqlite")[0].verdict == "new" and not (tmp_path / "none.sqlite").exists()
+
+
+def test_a_catalog_file_written_before_still_reads_and_takes_new_sets(tmp_path):
+    """The `runs` table as main at 75d2e10 created and filled it (positional inserts): read as typed runs, and a
+    result set added beside its rows."""
+    import sqlite3
+
+    from harness.history import catalog
+    from tests.test_compare import synthetic_set
+
+    db = tmp_path / "catalog.sqlite"
+    old = sqlite3.connect(db)
+    old.execute("""create table if not exists runs (
+  result_set text not null, key text not null, identity text not null, config text not null,
+  machine text, cpu text, stack text, versions text, xeonft_commit text, date text, repeat integer,
+  status text, tokens_per_second real, eval_loss real, fault text, work text,
+  primary key (result_set, key))""")
+    old.execute("insert into runs values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ("/r/old", "k1", "ident", json.dumps({"model": "m", "batch_size": 2}), "mach", "cpu", "default",
+                 json.dumps({"peft": "0.21.2"}), None, "2026-01-01T00:00:00+0000", 0, "ok", 120.5, 1.5, "none",
+                 json.dumps(None)))
+    old.commit()
+    old.close()
+    (run,) = catalog.runs(db)
+    assert (run.identity, run.config["batch_size"], run.versions, run.work, run.measured) == \
+        ("ident", 2, {"peft": "0.21.2"}, None, True)
+    new = synthetic_set(tmp_path / "new", np.random.default_rng(1), repeats=2)
+    assert catalog.add(new, db) == 4
+    rows = catalog.runs(db)
+    assert len(rows) == 5 and rows[0] == run
+    assert {r.config["batch_size"] for r in rows if r.result_set == str(new.resolve())} == {1, 2}

@@ -23,6 +23,9 @@ from harness.base.stats import decide
 from harness.base.units import interval, num
 from harness.results.store import ResultStore
 
+# The verdicts that make a regression: slower beyond the threshold, or measured before and failing now.
+REGRESSIONS = ("slower", "failed")
+
 
 @dataclass
 class CellRuns:
@@ -160,7 +163,7 @@ class CompareResult:
 
     @property
     def regressed(self) -> bool:
-        return any(c.verdict in ("slower", "failed") or c.loss_changed for c in self.cells)
+        return any(c.verdict in REGRESSIONS or c.loss_changed for c in self.cells)
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "regressed": self.regressed}, indent=1)

@@ -1,5 +1,6 @@
 """`xeonft history`: the catalog of result sets: add sets to it, check a new set against it (the CI gate: exit 1
-on a slower cell), or trace a cell's throughput across library versions, dates or commits with change points."""
+on a slower cell or one that measured before and fails now), or trace a cell's throughput across library versions,
+dates or commits with change points."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class History(Command):
         parser.add_argument("--add", nargs="+", default=[], metavar="RESULTS",
                             help="add result sets to the catalog first (writes the catalog)")
         parser.add_argument("--check", metavar="RESULTS", help="compare a result set with the catalog's last good "
-                            "result of the same machine; exit 1 when a cell is slower (does not write the catalog)")
+                            "result of the same machine; exit 1 when a cell is slower or now fails (does not write the "
+                            "catalog: add the set with --add)")
         parser.add_argument("--cell",
                             help="only cells matching key=value[,key=value] (e.g. precision=bf16,batch_size=4)")
         parser.add_argument("--by", default="transformers",
@@ -46,13 +48,14 @@ class History(Command):
 
 
 def check(result_set: Path, db: Path, threshold: float, alpha: float) -> int:
-    """Each cell's verdict against the last good run of it; the exit code a CI job gates on: 1 when one is slower."""
+    """Each cell's verdict against the last good run of it; the exit code a CI job gates on: 1 when one regressed
+    (slower, or failing where it measured before)."""
     from harness.history.check import check as verdicts_of
 
     verdicts = verdicts_of(result_set, db, threshold=threshold, alpha=alpha)
     for v in verdicts:
-        print(f"{v['cell']}: {v['verdict']} ({v['reason']})")
-    return 1 if any(v["verdict"] == "slower" for v in verdicts) else 0
+        print(f"{v.cell}: {v.verdict} ({v.reason})")
+    return 1 if any(v.regressed for v in verdicts) else 0
 
 
 def trend(db: Path, by: str, cell: str | None, out: Path, threshold: float, alpha: float) -> None:

@@ -1,34 +1,66 @@
-"""`xeonft history --check SET`: each cell of a new result set against the catalog's last earlier result set of
-the same machine that ran it ok (the last good), by the run-level verdict; a CI job fails on `slower`."""
+"""`xeonft history --check SET`: each configuration of a new result set against the catalog's last earlier result
+set of the same machine that measured it (the last good), by the run-level verdict. A configuration that measured
+there and fails now is `failed`, as `compare` calls it; a CI job fails on either (`CheckVerdict.regressed`). The
+check reads the catalog and the set and writes neither: adding the set is `history --add`'s (or the sweep's)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from harness.analysis.compare import REGRESSIONS
 from harness.base.stats import decide
 from harness.history import catalog
+from harness.history.catalog import CatalogRun
+from harness.history.trend import labels
 
 
-def check(result_set: Path, catalog_path: Path, threshold: float = 0.05, alpha: float = 0.01) -> list[dict[str, Any]]:
-    catalog.add(result_set, catalog_path)
-    name = str(result_set.resolve())
-    rows = catalog.runs(catalog_path)
-    new = [r for r in rows if r["result_set"] == name and r["status"] == "ok" and r["tokens_per_second"]]
-    out: list[dict[str, Any]] = []
-    for ident in dict.fromkeys(r["identity"] for r in new):
-        mine = [r for r in new if r["identity"] == ident]
-        machine, when = mine[0]["machine"], min(r["date"] or "" for r in mine)
-        earlier = [r for r in rows if r["identity"] == ident and r["machine"] == machine and r["result_set"] != name
-                   and r["status"] == "ok" and r["tokens_per_second"] and (r["date"] or "") < when]
-        label = ", ".join(f"{k}={mine[0]['config'].get(k)}" for k in ("model", "precision", "batch_size"))
+@dataclass(frozen=True)
+class CheckVerdict:
+    """One configuration of the checked set against its last good result set."""
+
+    cell: str  # the configuration's label: the fields that tell the set's configurations apart
+    verdict: str  # new | slower | faster | unchanged | inconclusive | failed
+    reason: str
+    ratio: float | None = None
+    against: str | None = None  # the last good result set
+    versions_before: dict[str, str] | None = None
+    versions_now: dict[str, str] | None = None
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict in REGRESSIONS
+
+
+def _statuses(rows: list[CatalogRun]) -> str:
+    return ", ".join(sorted({r.status for r in rows}))
+
+
+def check(result_set: Path, catalog_path: Path, threshold: float = 0.05, alpha: float = 0.01) -> list[CheckVerdict]:
+    name = catalog.set_name(result_set)
+    earlier_sets = [r for r in catalog.runs(catalog_path) if r.result_set != name and r.measured]
+    groups: dict[str, list[CatalogRun]] = {}
+    for r in catalog.runs_of_set(result_set):
+        groups.setdefault(r.identity, []).append(r)
+    named = labels({ident: mine[0].config for ident, mine in groups.items()}, shown=("model", "precision",
+                                                                                     "batch_size"))
+    out: list[CheckVerdict] = []
+    for ident, mine in groups.items():
+        label, machine, when = named[ident], mine[0].machine, min(r.date or "" for r in mine)
+        measured = [r for r in mine if r.measured]
+        earlier = [r for r in earlier_sets if r.identity == ident and r.machine == machine and (r.date or "") < when]
         if not earlier:
-            out.append({"cell": label, "verdict": "new", "reason": "no earlier run of this cell on this machine"})
+            here = "" if measured else f"; here: {_statuses(mine)}"
+            out.append(CheckVerdict(label, "new", f"no earlier run of this cell on this machine{here}"))
             continue
-        last = max(earlier, key=lambda r: r["date"] or "")["result_set"]
-        base = [r["tokens_per_second"] for r in earlier if r["result_set"] == last]
-        v = decide(base, [r["tokens_per_second"] for r in mine], threshold=threshold, alpha=alpha)
-        out.append({"cell": label, "verdict": v.verdict, "ratio": v.ratio, "reason": v.reason, "against": last,
-                    "versions_before": next(r["versions"] for r in earlier if r["result_set"] == last),
-                    "versions_now": mine[0]["versions"]})
+        last = max(earlier, key=lambda r: r.date or "").result_set
+        before = [r for r in earlier if r.result_set == last]
+        if measured:
+            v = decide([float(r.tokens_per_second or 0) for r in before],
+                       [float(r.tokens_per_second or 0) for r in measured], threshold=threshold, alpha=alpha)
+            verdict, reason, ratio = v.verdict, v.reason, v.ratio
+        else:
+            verdict, reason, ratio = "failed", f"measured in {last}, {_statuses(mine)} here", None
+        out.append(CheckVerdict(label, verdict, reason, ratio=ratio, against=last,
+                                versions_before=before[0].versions, versions_now=mine[0].versions))
     return out

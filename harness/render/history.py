@@ -21,27 +21,27 @@ LEAD = ("Each point is one library version (or date, or commit) of one cell on o
 
 def _table(s: Series) -> pd.DataFrame:
     return pd.DataFrame([{
-        s.by: p["x"], "runs": p["n"], "tok/s median": p["median"],
-        "95% interval": "-" if p["low"] is None else f"{p['low']:.1f}-{p['high']:.1f}",
-        "eval loss": p["eval_loss"], "tokens/step": p["work"].get("tokens_per_step"),
-        "docs/step": p["work"].get("documents_per_step"), "attention span": p["work"].get("attention_span"),
-        "stacks": ", ".join(p["stacks"]), "faults injected": ", ".join(p["faults"])} for p in s.points])
+        s.by: p.x, "runs": p.n, "tok/s median": p.median,
+        "95% interval": "-" if p.low is None else f"{p.low:.1f}-{p.high:.1f}",
+        "eval loss": p.eval_loss, "tokens/step": p.work.get("tokens_per_step"),
+        "docs/step": p.work.get("documents_per_step"), "attention span": p.work.get("attention_span"),
+        "stacks": ", ".join(p.stacks), "faults injected": ", ".join(p.faults)} for p in s.points])
 
 
 def _plot(s: Series, path: Path) -> None:
     plt = setup()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(s.points) + 3), 3.8))
     xs = list(range(len(s.points)))
-    med = [p["median"] for p in s.points]
-    err = [[m - (p["low"] or m) for m, p in zip(med, s.points, strict=True)],
-           [(p["high"] or m) - m for m, p in zip(med, s.points, strict=True)]]
+    med = [p.median for p in s.points]
+    err = [[m - (p.low or m) for m, p in zip(med, s.points, strict=True)],
+           [(p.high or m) - m for m, p in zip(med, s.points, strict=True)]]
     ax.errorbar(xs, med, yerr=err, fmt="o-", capsize=4, label="median, 95% interval")
     for i, p in enumerate(s.points):
-        ax.scatter([i] * len(p["runs"]), p["runs"], s=12, color="grey", alpha=0.6)
-    names = [p["x"] for p in s.points]
+        ax.scatter([i] * len(p.runs), p.runs, s=12, color="grey", alpha=0.6)
+    names = [p.x for p in s.points]
     for step in s.steps:
-        at = names.index(step["after"]) - 0.5
-        ax.axvline(at, color="red" if step["verdict"] == "slower" else "green", ls="--")
+        at = names.index(step.after) - 0.5
+        ax.axvline(at, color="red" if step.verdict == "slower" else "green", ls="--")
     ax.set_xticks(xs, names, rotation=30, ha="right")
     ax.set(xlabel=s.by, ylabel="tokens/s", title=s.label[:90])
     save(fig, path)
