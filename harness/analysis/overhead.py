@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.base.stats import decide
+from harness.config.identity import MEASURED
 
 
 def overhead_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def flags(df: pd.DataFrame, cpu_has_amx: bool | None) -> pd.DataFrame:
     for _, r in df.iterrows():
         if cpu_has_amx is False:
             break
-        if r["status"] in ("ok", "disturbed") and str(r.get("precision", "")).startswith("bf16") \
+        if r["status"] in MEASURED and str(r.get("precision", "")).startswith("bf16") \
                 and r.get("bf16_on_amx") is False:
             rows.append({"variant": r["variant"], "batch_size": r["batch_size"], "repeat": r["repeat"],
                          "flag": f"bf16 without AMX: GEMMs ran on {r.get('gemm_kernel') or 'no oneDNN kernel'}"})
