@@ -1,5 +1,5 @@
 """One home for identity and status (issue 21): the keys of result sets written before stay the keys computed now,
-the resume rule is one rule, and `run --dry-run` plans the cells a sweep would run."""
+and the resume rule is one rule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
 from harness.config.identity import (
     MEASURED,
     PROBE_RETRY,
@@ -22,12 +21,8 @@ from harness.config.identity import (
     twin_key,
 )
 from harness.config.spec import CellSpec
-from harness.launch import sweep as sweep_module
-from harness.launch.sweep import cell_key, run_sweep
+from harness.launch.sweep import cell_key
 from harness.results import records
-from harness.results.store import ResultStore
-from tests.conftest import tiny_matrix
-from tests.test_faults import _fake_supervise
 
 BUNDLE = Path("/work/shared/bundles/epyc-2026-12-01-default")
 _bundle = pytest.mark.skipif(not BUNDLE.is_dir(), reason="the result set of another machine is not here")
@@ -67,22 +62,3 @@ def test_a_configuration_groups_repeats_and_pairs_a_slowed_cell_with_its_twin():
     assert len({plain.grouping, slowed.grouping, crashing.grouping}) == 3  # three configurations in one set
     assert plain.counterpart == slowed.counterpart == "abc" != crashing.counterpart  # across sets
 
-
-def test_dry_run_plans_the_cells_as_capped_by_memory_limit(rows_file, tokenizer_dir, tmp_path, monkeypatch, capsys):
-    """A set limit is part of a cell's key: a dry run with --memory-limit must plan (and skip) the capped cells
-    (it once applied the limit only after planning, so it planned the uncapped cells' keys)."""
-    monkeypatch.setattr(sweep_module, "supervise", _fake_supervise([]))
-    m = tiny_matrix(rows_file, tokenizer_dir)
-    store = run_sweep(m.with_memory_limit("3GiB"), out=tmp_path / "set")
-    (tmp_path / "m.yaml").write_text(json.dumps(m.document))
-    args = ["run", str(tmp_path / "m.yaml"), "--out", str(store.root), "--resume", "--dry-run"]
-    capsys.readouterr()
-    assert cli.main([*args, "--memory-limit", "3GiB"]) == 0
-    out = capsys.readouterr().err
-    assert out.count("skip") == 3 and " run " not in out  # all three capped cells are recorded
-    assert cli.main(args) == 0  # without the limit, they are other cells
-    out = capsys.readouterr().err
-    assert "skip" not in out and out.count(" run ") == 3
-    assert cli.main([*args, "--memory-limit", "plenty"]) == 2
-    assert "not a memory size" in capsys.readouterr().err
-    assert len(ResultStore(store.root).records()) == 3  # nothing ran

@@ -1,6 +1,6 @@
 """`xeonft run --dry-run`: what a sweep would do, before anything runs: its cells, their keys, which a `--resume`
 would skip or run again, and how long it should take, from earlier records of the same cells. The plan is of the
-cells as the sweep would run them: a `--memory-limit` is part of a cell's key, so it is applied before planning."""
+matrix as given: the verb applies `--memory-limit` to it first (a set limit is part of a cell's key)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,7 @@ def earlier_walls(roots: list[Path]) -> dict[str, list[float]]:
     return out
 
 
-def plan(matrix: Matrix, out: Path, resume: bool, retry_failed: bool, results_dir: Path = Path("results"),
-         memory_limit: str | int | None = None) -> Table:
-    """The table of what `xeonft run` would do with these arguments (`memory_limit`: the command line's
-    --memory-limit, over the matrix's own)."""
-    if memory_limit:
-        matrix = matrix.with_memory_limit(memory_limit)
+def plan(matrix: Matrix, out: Path, resume: bool, retry_failed: bool, results_dir: Path = Path("results")) -> Table:
     store = ResultStore(out)
     env_key = environment_key(fingerprint())
     walls = earlier_walls([out, *sorted(p for p in results_dir.glob("*") if p.is_dir() and p != out)])
