@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.history.trend import Series
+from harness.history.trend import Point, Series
 from harness.render.history import render_history
 from harness.render.pages import Page as HtmlPage
 from harness.render.report import render
@@ -164,7 +164,7 @@ def test_the_history_page_escapes_what_the_catalog_holds(tmp_path):
     point = {"n": 2, "median": 10.0, "low": 9.0, "high": 11.0, "eval_loss": 1.5, "runs": [9.5, 10.5],
              "work": {"tokens_per_step": 512}, "stacks": [f"stack {HOSTILE}"], "faults": []}
     series = Series(identity="i", machine="m", cpu=f"cpu {HOSTILE}", label=f"label {HOSTILE}", by="torch",
-                    points=[{**point, "x": "2.8"}, {**point, "x": f"2.9 {HOSTILE}"}])
+                    points=[Point(**point, x="2.8"), Point(**point, x=f"2.9 {HOSTILE}")])
     out = render_history([series], tmp_path / "h", by=f"torch {HOSTILE}")
     text = (out / "index.html").read_text()
     page = _parsed(text)
