@@ -46,7 +46,9 @@ class Bisect(Command):
         result, timings = run_bisect(args.lib, args.good, args.bad, args.matrix, args.cell, out, runs=args.runs,
                                      max_runs=args.max_runs, threshold=parse_threshold(args.threshold),
                                      alpha=args.alpha, metric=args.metric, allow_torch=args.allow_torch_stacks)
-        catalog.add(out, catalog.default_path(Path("results")))
+        warning = catalog.add_after_run(out, catalog.default_path(Path("results")))
+        if warning:
+            print(f"warning: {warning}")
         for line in report_lines(result, args.lib, timings, args.metric):
             print(line)
         return 0

@@ -22,6 +22,10 @@ class History(Command):
         parser.add_argument("--check", metavar="RESULTS", help="compare a result set with the catalog's last good "
                             "result of the same machine; exit 1 when a cell is slower or now fails (does not write the "
                             "catalog: add the set with --add)")
+        parser.add_argument("--rebuild", action="store_true",
+                            help="make the catalog anew from the result sets it indexed (or, when it cannot be "
+                            "read, those beside it) and the --add ones; the old file is kept beside it (writes the "
+                            "catalog)")
         parser.add_argument("--cell",
                             help="only cells matching key=value[,key=value] (e.g. precision=bf16,batch_size=4)")
         parser.add_argument("--by", default="transformers",
@@ -38,6 +42,8 @@ class History(Command):
         from harness.history import catalog
 
         db = Path(args.catalog)
+        if args.rebuild:
+            return rebuild(db, [Path(f) for f in args.add])
         for folder in args.add:
             print(f"{folder}: {catalog.add(Path(folder), db)} runs in the catalog")
         threshold = parse_threshold(args.threshold)
@@ -45,6 +51,21 @@ class History(Command):
             return check(Path(args.check), db, threshold, args.alpha)
         trend(db, args.by, args.cell, Path(args.out), threshold, args.alpha)
         return 0
+
+
+def rebuild(db: Path, extra: list[Path]) -> int:
+    """A catalog made anew from the result sets it indexed: what was added, what could not be, where the old went."""
+    from harness.history import catalog
+
+    sets = list(dict.fromkeys([*catalog.indexed_sets(db), *extra]))
+    done = catalog.rebuild(db, sets)
+    for folder, rows in done.added.items():
+        print(f"{folder}: {rows} runs")
+    for folder, why in done.skipped.items():
+        print(f"{folder}: skipped ({why})")
+    print(f"catalog {db}: rebuilt from {len(done.added)} result set(s)"
+          + (f"; the old file is {done.moved_to}" if done.moved_to else ""))
+    return 0
 
 
 def check(result_set: Path, db: Path, threshold: float, alpha: float) -> int:

@@ -41,6 +41,7 @@ class Run(Command):
         from pathlib import Path
 
         from harness.config.matrix import load_matrix
+        from harness.launch.console import console
 
         matrix = load_matrix(args.matrix, trust_remote_code=bool(args.trust_remote_code))
         if args.node_rank is not None:
@@ -48,7 +49,6 @@ class Run(Command):
         if args.memory_limit:  # before the plan: a set limit is part of each cell's key
             matrix = matrix.with_memory_limit(args.memory_limit)
         if args.dry_run:
-            from harness.launch.console import console
             from harness.launch.plan import plan
 
             out = Path(args.out or Path("results") / matrix.name)
@@ -59,5 +59,7 @@ class Run(Command):
 
         store = run_sweep(matrix, out=args.out, resume=args.resume, retry_failed=args.retry_failed, wait=args.wait,
                           create_envs=args.create_envs, allow_torch_stacks=args.allow_torch_stacks)
-        catalog.add(store.root, catalog.default_path(store.root.parent))
+        warning = catalog.add_after_run(store.root, catalog.default_path(store.root.parent))
+        if warning:
+            console.print(f"[yellow]warning:[/] {warning}")
         return 0
