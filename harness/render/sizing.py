@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from harness.base.units import GIB, num
+from harness.config.identity import MEASURED
 from harness.render.figures import Figures, setup
 from harness.render.pages import Page, md_table
-from harness.results.records import MEASURED
 from harness.sizing.findings_model import FILE, Findings
 
 LEAD = ("Peak memory is the process tree's peak RSS (shared pages counted in each process), sampled at 10 Hz. "

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from harness.base.stats import decide, summarize_runs
 from harness.base.units import GIB
-from harness.results.records import MEASURED, CellRecord
+from harness.config.identity import MEASURED
+from harness.results.records import CellRecord
 from harness.sizing.cells import Layout
 from harness.sizing.findings_model import (
     Boundary,

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.base.units import GIB
+from harness.config.identity import MEASURED
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
@@ -21,7 +22,7 @@ from harness.launch.runner import Runner
 from harness.launch.sweep import check_free_space
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.measure.host import cores, numa_nodes
-from harness.results.records import MEASURED, CellRecord
+from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 from harness.sizing import cells as C
 from harness.sizing.findings import (

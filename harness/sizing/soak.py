@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from harness.config.identity import MEASURED
 from harness.config.spec import CellSpec
 from harness.launch.console import console
-from harness.results.records import MEASURED, CellRecord
+from harness.results.records import CellRecord
 from harness.sizing import cells as C
 from harness.sizing.findings import provision_gib
 from harness.sizing.findings_model import PlacementRow, Recommendation, Soak

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.base.errors import XeonftError
+from harness.config.identity import MEASURED
 from harness.launch.console import console
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
 from harness.launch.runner import Runner
 from harness.measure.fingerprint import environment_key, fingerprint
-from harness.results.records import MEASURED, CellRecord
+from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 from harness.sizing import cells as C
 from harness.sizing.findings_model import FILE, Findings, MemoryGrowth, Validation, load_findings, row_of
