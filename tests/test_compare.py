@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -14,7 +13,8 @@ from harness.cli import main
 from harness.config.identity import match_key, store_key
 from harness.config.matrix import parse_matrix
 from harness.launch.sweep import run_sweep
-from harness.measure.steps import StepRecord, summarize_steps
+from harness.measure.steps import Step, summarize_steps
+from harness.results.records import CellRecord, CellResult
 from harness.results.store import ResultStore
 from tests.conftest import tiny_matrix
 
@@ -33,14 +33,13 @@ def synthetic_set(root, rng, speed=(100.0, 100.0), loss_scale=1.0, steps=12, sta
         run_speed = means[match_key(cell)] * rng.lognormal(0.0, run_cv)
         seconds = 1000 / (run_speed * rng.lognormal(0.0, step_cv, size=steps))
         losses = loss_scale * (3.0 - 0.1 * np.arange(steps))
-        rows = [StepRecord(step=i + 1, seconds=float(t), compute_seconds=float(t), data_seconds=0.0, tokens=1000,
-                           sequences=4, loss=float(lo)) for i, (t, lo) in enumerate(zip(seconds, losses, strict=True))]
-        result = {"summary": summarize_steps(rows, timing_warmup=1), "steps": [asdict(r) for r in rows],
-                  "eval_loss": float(losses[-1])}
+        rows = [Step(step=i + 1, seconds=float(t), compute_seconds=float(t), data_seconds=0.0, tokens=1000,
+                     sequences=4, loss=float(lo)) for i, (t, lo) in enumerate(zip(seconds, losses, strict=True))]
+        result = CellResult(summary=summarize_steps(rows, timing_warmup=1), steps=rows, eval_loss=float(losses[-1]))
         key = store_key(cell, "env")
-        store.put(key, {"key": key, "match_key": match_key(cell), "status": status, "repeat": cell.repeat,
-                        "axes": {k: getattr(cell.config, k) for k in axes}, "spec": cell.model_dump(mode="json"),
-                        "result": result if status == "ok" else None})
+        store.put(key, CellRecord(key=key, match_key=match_key(cell), status=status, repeat=cell.repeat,
+                                  axes={k: getattr(cell.config, k) for k in axes}, spec=cell,
+                                  result=result if status == "ok" else None))
     return root
 
 

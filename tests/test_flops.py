@@ -11,7 +11,9 @@ from harness.analysis.efficiency import cell_efficiency
 from harness.cell.models import resolve_model
 from harness.cell.recipe import lora_config
 from harness.config import load_config
+from harness.config.finetune import FinetuneConfig
 from harness.config.precision import RULES, precision_rule, torch_dtype
+from harness.config.spec import CellSpec, LaunchSettings
 from harness.measure.flops import lora_parameters, mean_context, per_token_flops
 from harness.results.records import CellRecord
 
@@ -53,7 +55,8 @@ def test_packed_documents_attend_within_themselves():
 def _record(info, peak=None, **config):
     return CellRecord.model_validate({
         "key": "k", "status": "ok", "peak": peak,
-        "spec": {"config": {"precision": "bf16-autocast", "lora_r": 8, **config}},
+        "spec": CellSpec(config=FinetuneConfig(precision="bf16-autocast", lora_r=8, **config),
+                         launch=LaunchSettings(), warmup_steps=1, measured_steps=4),
         "result": {"model": info, "summary": {"tokens_per_second": 1000.0, "measured_tokens": 4000,
                                               "measured_sequences": 20}}})
 

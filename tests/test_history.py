@@ -176,11 +176,10 @@ def test_history_finds_a_step_at_the_release_that_slowed_a_cell_and_none_elsewhe
 def test_each_cell_records_its_packages_and_the_xeonft_commit(sweep):
     _, store = sweep
     record = next(r for r in store.records() if r.status == "ok")
-    extra = record.result.model_extra or {}
     import torch
 
-    assert extra["packages"]["torch"] == torch.__version__
-    commit = extra["xeonft_commit"]
+    assert record.result.packages["torch"] == torch.__version__
+    commit = record.result.xeonft_commit
     # what git says of the checkout the cells ran from: its HEAD, or nothing where it is not a git checkout
     import harness
 

@@ -340,15 +340,15 @@ def test_a_cell_over_its_budget_ends_oom_and_leaves_nothing_behind(rows_file, to
         monkeypatch.setenv("XEONFT_MEMORY_CAP", "sampler")
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"memory_limit": ["300MiB", "6GiB"]}, exclude=[])
     store = run_sweep(m, out=tmp_path / "set")
-    by_limit = {r.budget["limit_bytes"]: r for r in store.records()}
+    by_limit = {r.budget.limit_bytes: r for r in store.records()}
     small, large = by_limit[300 * 2**20], by_limit[6 * GIB]
     probe = MemoryCap.open(GIB)  # what this machine allows
     probe.close()
     method = probe.method if enforcer == "auto" else "sampler"
     assert small.status == "oom" and "over its memory budget of 0.29 GiB" in (small.reason or "")
-    assert small.budget["exceeded"] and small.budget["method"] == method
-    assert small.budget["step_reached"] == 0  # a Python with torch and a model does not fit 300 MiB
-    assert large.status == "ok" and not large.budget["exceeded"] and large.budget["step_reached"] == 4
+    assert small.budget.exceeded and small.budget.method == method
+    assert small.budget.step_reached == 0  # a Python with torch and a model does not fit 300 MiB
+    assert large.status == "ok" and not large.budget.exceeded and large.budget.step_reached == 4
     assert large.memory and large.memory.peak_rss_bytes < 6 * GIB
     assert not _cell_processes()  # no process of either cell is left
     if method.startswith("cgroup"):  # and no cgroup: each was removed with its cell
@@ -425,8 +425,8 @@ def test_size_finds_the_boundary_projects_and_validates(rows_file, tokenizer_dir
     records = {r.key: r for r in ResultStore(out).records()}
     probes = {p["batch"]: p for p in f["probes"]}
     over, under = records[probes[b["smallest_failed"]]["key"]], records[probes[b["largest_ok"]]["key"]]
-    assert over.status == "oom" and over.budget and over.budget["exceeded"]
-    assert under.status == "ok" and under.budget and not under.budget["exceeded"]
+    assert over.status == "oom" and over.budget and over.budget.exceeded
+    assert under.status == "ok" and under.budget and not under.budget.exceeded
     rec = f["recommendation"]
     assert rec["batch_per_rank"] == b["fastest_safe_batch"] <= b["largest_ok"] and rec["placement"] == "1 x 1 thread"
     assert rec["cost"] == pytest.approx(rec["hours"] * 3)

@@ -16,7 +16,6 @@ from harness.analysis.efficiency import cell_efficiency
 from harness.base.errors import XeonftError
 from harness.config.finetune import LATER_CONFIG_DEFAULTS
 from harness.config.identity import NO_FAULT, Configuration, twin_key
-from harness.config.spec import CellSpec
 from harness.measure.onednn import top_gemm
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore
@@ -35,19 +34,14 @@ def configuration(record: CellRecord) -> Configuration:
     return Configuration(record.match_key or record.key, record.launch_settings.get("inject_fault") or NO_FAULT)
 
 
-def twin(record: CellRecord) -> str | None:
-    """The configuration with `instrument` left out: a bare cell and its fully instrumented twin share it (None for
-    a record whose definition no longer validates: it has no twin)."""
-    try:
-        spec = CellSpec.model_validate(record.spec)
-    except ValueError:
-        return None
-    return Configuration(twin_key(spec), spec.launch.inject_fault).grouping
+def twin(record: CellRecord) -> str:
+    """The configuration with `instrument` left out: a bare cell and its fully instrumented twin share it."""
+    return Configuration(twin_key(record.spec), record.spec.launch.inject_fault).grouping
 
 
 def _flat_spec(record: CellRecord) -> dict[str, Any]:
     """Every field of the cell's definition, flat (config and launch fields share one namespace, as in a matrix)."""
-    spec = record.spec
+    spec = record.spec.model_dump(mode="json")
     flat = dict(record.axes)  # what the sweep recorded of the cell's axes, under its full definition
     flat.update({k: v for k, v in spec.items() if k not in ("config", "launch")})
     flat.update(spec.get("config") or {})
@@ -65,9 +59,9 @@ def _cores(record: CellRecord) -> int | None:
     if launch is None:
         return None
     if launch.rank_placements:
-        return len(launch.rank_placements[0]["cpus"]) * world
+        return len(launch.rank_placements[0].cpus) * world
     if launch.placement:
-        return len(launch.placement["cpus"])
+        return len(launch.placement.cpus)
     threads = launch.env.get("OMP_NUM_THREADS")
     return int(threads) if threads and threads.isdigit() else None
 
@@ -86,7 +80,7 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     # a field that joined later is missing from earlier records: they ran at its default
     row.update({c: cfg.get(c, r.axes.get(c, LATER_CONFIG_DEFAULTS.get(c))) for c in SPEC_COLUMNS})
     row.update({c: launch.get(c, r.axes.get(c)) for c in LAUNCH_COLUMNS})
-    row["preset"] = r.spec.get("preset", "none")
+    row["preset"] = r.spec.preset
     row["pair_key"] = twin(r)
     row.update({
         "tokens_per_s": h.tokens_per_s,

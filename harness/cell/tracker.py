@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from transformers import TrainerCallback
 
 from harness.measure.memory import PhasePeaks, vm_hwm
 from harness.measure.noise import NoiseWindow
-from harness.measure.steps import StepRecord, summarize_steps
+from harness.measure.steps import Step, Summary, measured_window, summarize_steps
 
 WORK = ("rows", "slots", "doc_sq", "row_sq")
 
@@ -26,8 +25,8 @@ class StepTracker(TrainerCallback):
 
     def __init__(self, on_step: Callable[[int, int], None] | None = None, timing_warmup: int = 0,
                  measured: int | None = None) -> None:
-        self.steps: list[StepRecord] = []
-        self._window = (timing_warmup, None if measured is None else timing_warmup + measured)
+        self.steps: list[Step] = []
+        self._window = measured_window(timing_warmup, measured)
         self.noise: NoiseWindow | None = None
         self.measured_epoch: list[float] = []  # wall-clock start and end of the measured steps, for the launcher
         self.memory = PhasePeaks()
@@ -62,7 +61,7 @@ class StepTracker(TrainerCallback):
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t_begin = time.perf_counter()
         self._data_seconds = self._t_begin - self._last_event
-        if len(self.steps) == self._window[0] and self.noise is None:  # the first measured step begins
+        if len(self.steps) == self._window.start and self.noise is None:  # the first measured step begins
             t = time.perf_counter()
             self.noise = NoiseWindow().start()
             self.measured_epoch = [time.time()]
@@ -71,7 +70,7 @@ class StepTracker(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         now = time.perf_counter()
         self._step_end(state, now)
-        if len(self.steps) == self._window[1] and self.noise is not None and len(self.measured_epoch) == 1:
+        if len(self.steps) == self._window.stop and self.noise is not None and len(self.measured_epoch) == 1:
             self.noise.stop()
             self.measured_epoch.append(time.time())
         self.memory.end("train")
@@ -79,11 +78,10 @@ class StepTracker(TrainerCallback):
 
     def _step_end(self, state: Any, now: float) -> None:
         compute = now - self._t_begin
-        self.steps.append(StepRecord(step=state.global_step, seconds=compute + self._data_seconds,
-                                     compute_seconds=compute, data_seconds=self._data_seconds,
-                                     tokens=self._tokens, sequences=self._sequences,
-                                     allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(),
-                                     **self._work))
+        self.steps.append(Step(step=state.global_step, seconds=compute + self._data_seconds,
+                               compute_seconds=compute, data_seconds=self._data_seconds,
+                               tokens=self._tokens, sequences=self._sequences,
+                               allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(), **self._work))
         self._tokens = self._sequences = 0
         self._work = dict.fromkeys(WORK, 0)
         self._allreduce_seconds = 0.0
@@ -114,7 +112,7 @@ class StepTracker(TrainerCallback):
         self.saves.append({"step": state.global_step, "seconds": now - self._last_event})
         self._last_event = now
 
-    def summary(self, timing_warmup: int = 0, measured: int | None = None) -> dict[str, Any]:
+    def summary(self, timing_warmup: int = 0, measured: int | None = None) -> Summary:
         """Throughput over the measured steps (see `summarize_steps`)."""
         return summarize_steps(self.steps, timing_warmup, measured, evals=self.evals,
                                trl_num_tokens=self.trl_num_tokens, tracker_seconds=self.own_seconds)
@@ -124,7 +122,7 @@ class StepTracker(TrainerCallback):
         return self.noise.result if self.noise is not None else None
 
     def records(self) -> list[dict[str, Any]]:
-        return [asdict(s) for s in self.steps]
+        return [s.model_dump() for s in self.steps]
 
 
 class SlowSteps(TrainerCallback):
@@ -141,5 +139,5 @@ class SlowSteps(TrainerCallback):
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._tracker.steps:
-            self._waited = max(0.0, self._tracker.steps[-1].compute_seconds - self._waited)
+            self._waited = max(0.0, (self._tracker.steps[-1].compute_seconds or 0.0) - self._waited)
             time.sleep(self._waited)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.cell.protocol import PLACEMENTS_VAR, progress_line, world
+from harness.config.spec import CellSpec
+from harness.results.records import CellResult
 
 
 def lora_checksum(model: Any) -> str:
@@ -37,8 +39,8 @@ def _inject(fault: str) -> None:
         raise MemoryError("injected: DefaultCPUAllocator: can't allocate memory")
 
 
-def train_cell(spec: Any) -> dict[str, Any]:
-    """Train one cell and return its measurements."""
+def train_cell(spec: CellSpec) -> CellResult:
+    """Train one cell and return what it measured."""
     import torch
     from peft import get_peft_model
     from transformers import set_seed
@@ -87,30 +89,30 @@ def train_cell(spec: Any) -> dict[str, Any]:
         setup_seconds = time.perf_counter() - t0
         trainer.train()
     evals = [e for e in tracker.evals if "eval_loss" in e]
-    return {
-        "summary": tracker.summary(spec.timing_warmup_steps, spec.measured_steps),
-        "steps": tracker.records(),
-        "evals": tracker.evals,
-        "saves": tracker.saves,
-        "eval_loss": evals[-1]["eval_loss"] if evals else None,
-        "setup_seconds": setup_seconds,
-        "model": loaded.info,
-        "train_rows": len(train_ds),
-        "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "torch_threads": torch.get_num_threads(),
-        "binding": current_binding(),
-        "versions": versions(),
-        "packages": packages(),
-        "xeonft_commit": xeonft_commit(),
-        "compile": compile_report() if cfg.backend in COMPILED else None,
-        "rank": rank,
-        "local_rank": local_rank,
-        "world_size": world_size,
-        "pid": os.getpid(),
-        "lora_checksum": lora_checksum(peft_model),
-        "onednn": probe.summary if probe else None,
-        "profile": prof.summary if prof else None,
-        "noise": tracker.noise_readings(),
-        "measured_epoch": tracker.measured_epoch,
-        "memory_phases": tracker.memory.summary(),
-    }
+    return CellResult(
+        summary=tracker.summary(spec.timing_warmup_steps, spec.measured_steps),
+        steps=tracker.steps,
+        evals=tracker.evals,
+        saves=tracker.saves,
+        eval_loss=evals[-1]["eval_loss"] if evals else None,
+        setup_seconds=setup_seconds,
+        model=loaded.info,
+        train_rows=len(train_ds),
+        eval_rows=len(eval_ds) if eval_ds is not None else 0,
+        torch_threads=torch.get_num_threads(),
+        binding=current_binding(),
+        versions=versions(),
+        packages=packages(),
+        xeonft_commit=xeonft_commit(),
+        compile=compile_report() if cfg.backend in COMPILED else None,
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        pid=os.getpid(),
+        lora_checksum=lora_checksum(peft_model),
+        onednn=probe.summary if probe else None,
+        profile=prof.summary if prof else None,
+        noise=tracker.noise_readings(),
+        measured_epoch=tracker.measured_epoch,
+        memory_phases=tracker.memory.summary(),
+    )

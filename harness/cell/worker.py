@@ -1,9 +1,9 @@
 """The isolated cell: `python -m harness.cell.worker SPEC.json RESULT.json`.
 
 It knows nothing of matrices: it reads one CellSpec, trains the recipe for the spec's steps (`harness.cell.train`)
-and writes what it measured. Progress goes to stdout as `@@xeonft step N M` lines for the launcher;
-everything else goes to stderr. Exit 0 on success, 2 on bad input, 3 when the cell cannot run here (IPEX
-missing); the last stderr line says why.
+and writes what it measured (a `CellResult` as JSON, which the launcher reads back into the model). Progress goes to
+stdout as `@@xeonft step N M` lines for the launcher; everything else goes to stderr. Exit 0 on success, 2 on bad
+input, 3 when the cell cannot run here (IPEX missing); the last stderr line says why.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ERROR_PREFIX} {err}", file=sys.stderr)
         return 2
     tmp = Path(result_path).with_suffix(".partial")
-    tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+    tmp.write_text(result.model_dump_json(exclude_unset=True), encoding="utf-8")
     tmp.replace(result_path)
     return 0
 

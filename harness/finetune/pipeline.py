@@ -148,7 +148,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
         "trainable_parameters": trainable,
         "train_rows": len(train_ds),
         "eval_rows": len(eval_ds) if eval_ds is not None else 0,
-        "throughput": tracker.summary(timing_warmup=min(1, max(0, len(tracker.steps) - 1))),  # step 1 is warm-up
+        "throughput": tracker.summary(timing_warmup=min(1, max(0, len(tracker.steps) - 1)))  # step 1: warm-up
+        .model_dump(exclude_unset=True),
         "train_loss_first": next((h["loss"] for h in log_history if "loss" in h), None),
         "train_loss_last": next((h["loss"] for h in reversed(log_history) if "loss" in h), None),
         "train_loss_mean": train_output.training_loss,

@@ -107,23 +107,18 @@ def flat_definition(spec: CellSpec) -> dict[str, Any]:
 
 
 def _run(name: str, r: CellRecord, manifest: Manifest, fp: dict[str, Any]) -> CatalogRun | None:
-    """A record as a catalog row; None for one the history cannot use (no definition, or one of an older layout
-    that no longer validates)."""
-    if not r.spec or (r.result is None and r.status in MEASURED):
+    """A record as a catalog row; None for one the history cannot use (measured, but without its result). The spec
+    is valid: a record of an older layout is migrated as it is read."""
+    if r.result is None and r.status in MEASURED:
         return None
-    try:
-        spec = CellSpec.model_validate(r.spec)
-    except ValueError:
-        return None
-    res = r.result
-    extra = (res.model_extra or {}) if res else {}
-    packages = extra.get("packages") or {}
+    spec, res = r.spec, r.result
+    packages = (res.packages if res else None) or {}
     versions = {lib: packages.get(lib) or (res.versions.get(lib) if res else None) for lib in LIBRARIES}
     return CatalogRun(
         result_set=name, key=r.key, identity=lineage_key(spec), config=flat_definition(spec),
         machine=machine_key(fp), cpu=(fp.get("cpu") or {}).get("brand"),
         stack=spec.launch.stack.name if spec.launch.stack else spec.launch.env,
-        versions={k: v for k, v in versions.items() if v}, xeonft_commit=extra.get("xeonft_commit"),
+        versions={k: v for k, v in versions.items() if v}, xeonft_commit=res.xeonft_commit if res else None,
         date=r.started or manifest.created, repeat=r.repeat, status=r.status,
         tokens_per_second=res.summary.tokens_per_second if res else None, eval_loss=res.eval_loss if res else None,
         fault=spec.launch.inject_fault or NO_FAULT, work=r.step_work())

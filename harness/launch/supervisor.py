@@ -27,8 +27,16 @@ from harness.launch.outcome import classify, tail
 from harness.launch.topology import Placement
 from harness.measure.fingerprint import safe_env
 from harness.measure.sampler import TreeSampler
-from harness.results.ranks import combine_ranks
-from harness.results.records import CellRecord
+from harness.results.records import (
+    Budget,
+    CellRecord,
+    CellResult,
+    CpuSet,
+    LaunchRecord,
+    Measurement,
+    Memory,
+    RankResult,
+)
 from harness.results.store import ResultStore
 
 
@@ -36,8 +44,8 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
              disturbance_cores: float = 0.25) -> CellRecord:
     """Run one cell in its own process and return its record (the caller stores it)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    record: dict[str, Any] = {"key": key, "match_key": match_key(spec), "repeat": spec.repeat,
-                              "spec": spec.model_dump(mode="json"), "started": started}
+    cell: dict[str, Any] = {"key": key, "match_key": match_key(spec), "repeat": spec.repeat, "spec": spec,
+                            "started": started}
     placements: list[Placement] = []
     try:
         if is_distributed(spec):
@@ -50,7 +58,7 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
             placement = cell_placement(spec)
             env = cell_env(spec, placement)
     except Unavailable as err:
-        return CellRecord.model_validate({**record, "status": "unavailable", "reason": str(err), "finished": started})
+        return CellRecord(**cell, status="unavailable", reason=str(err), finished=started)
 
     log_path = store.log_path(key)
     with tempfile.TemporaryDirectory(prefix="xeonft-launch-") as tmp:
@@ -109,86 +117,89 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         stderr_tail = tail(log_path)
         kills_after = oom_kills()
         delta = kills_after - kills_before if kills_before is not None and kills_after is not None else None
-        if budget is not None and budget["oom_kills"] is not None:
-            delta = budget["oom_kills"]  # the cell's own cgroup: its kills are its own
+        if budget is not None and budget.oom_kills is not None:
+            delta = budget.oom_kills  # the cell's own cgroup: its kills are its own
         status, reason = classify(proc.returncode, timed_out, stderr_tail, delta)
-        if budget is not None and budget["exceeded"] and not timed_out:
+        if budget is not None and budget.exceeded and not timed_out:
             status, reason = "oom", _over_budget(budget)
         if is_distributed(spec):
-            rank_files = sorted(Path(tmp).glob("result.rank*.json"))
-            ranks = [json.loads(f.read_text(encoding="utf-8")) for f in rank_files]
+            ranks = [_result(f) for f in sorted(Path(tmp).glob("result.rank*.json"))]
             result = _combine(ranks, spec, sampler) if ranks and status == "ok" else None
         else:
-            result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
+            result = _result(result_path) if result_path.is_file() else None
     if status == "ok" and result is None:
         status, reason = "failed", "the worker exited 0 without writing a result"
     if timed_out:
         reason = f"no result after {spec.timeout_s:g} s (timeout); killed"
-    window = (result or {}).get("measured_epoch")
-    memory = sampler.summary(window) if sampler is not None else {}  # a bare cell is not watched
+    window = result.measured_epoch if result is not None else None
+    memory = Memory.model_validate(sampler.summary(window) if sampler is not None else {})  # bare: not watched
     # disturbed only by what happened during the measured steps (where the worker said when they ran)
-    foreign = memory.get("measured_foreign_cpu_cores_mean")
+    foreign = memory.measured_foreign_cpu_cores_mean
     when = "during the measured steps"
     if foreign is None:
-        foreign, when = memory.get("foreign_cpu_cores_mean"), "during the cell"
+        foreign, when = memory.foreign_cpu_cores_mean, "during the cell"
     if status == "ok" and foreign is not None and foreign > disturbance_cores:
         status = "disturbed"
         reason = (f"other processes used {foreign:.2f} cores on average {when} (threshold {disturbance_cores:g})")
-    record.update(
-        status=status, reason=reason, exit_code=proc.returncode, wall_seconds=wall,
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        launch={"command": cmd, "binding_method": method,
-                "placement": {"cpus": list(placement.cpus), "mem_node": placement.mem_node} if placement else None,
-                "rank_placements": [{"cpus": list(p.cpus), "mem_node": p.mem_node} for p in placements] or None,
-                "env": safe_env(env)},
-        memory=memory, result=result, log=str(log_path.relative_to(store.root)),
-    )
     if budget is not None:
-        record["budget"] = budget
+        cell["budget"] = budget
     if status != "ok":
-        record["stderr_tail"] = stderr_tail
-    return CellRecord.model_validate(record)
+        cell["stderr_tail"] = stderr_tail
+    launch = LaunchRecord(command=cmd, binding_method=method, placement=_cpu_set(placement),
+                          rank_placements=[c for p in placements if (c := _cpu_set(p))] or None, env=safe_env(env))
+    return CellRecord(**cell, status=status, reason=reason, exit_code=proc.returncode, wall_seconds=wall,
+                      finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), launch=launch, memory=memory, result=result,
+                      log=str(log_path.relative_to(store.root)))
 
 
-def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int], planned: int) -> dict[str, Any]:
+def _result(path: Path) -> CellResult:
+    """What a worker wrote (its own `CellResult`, as JSON)."""
+    return CellResult.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _cpu_set(placement: Placement | None) -> CpuSet | None:
+    return CpuSet(cpus=list(placement.cpus), mem_node=placement.mem_node) if placement is not None else None
+
+
+def _budget(cap: MemoryCap, sampler: TreeSampler | None, reached: list[int], planned: int) -> Budget:
     """What the budget saw: how it was enforced, whether the cell crossed it, its peak, the step it reached."""
     kills = cap.oom_kills()
     exceeded = bool(kills) or (sampler is not None and sampler.exceeded_rss is not None)
-    return {"limit_bytes": cap.limit, "method": cap.method, "why_sampler": cap.why_sampler, "exceeded": exceeded,
-            "oom_kills": kills, "cgroup_peak_bytes": cap.peak(),
-            "peak_rss_bytes": sampler.peak_rss if sampler is not None else None,
-            "exceeded_rss_bytes": sampler.exceeded_rss if sampler is not None else None,
-            "step_reached": reached[0], "steps_total": reached[1] or planned}
+    return Budget(limit_bytes=cap.limit, method=cap.method, why_sampler=cap.why_sampler, exceeded=exceeded,
+                  oom_kills=kills, cgroup_peak_bytes=cap.peak(),
+                  peak_rss_bytes=sampler.peak_rss if sampler is not None else None,
+                  exceeded_rss_bytes=sampler.exceeded_rss if sampler is not None else None,
+                  step_reached=reached[0], steps_total=reached[1] or planned)
 
 
-def _over_budget(budget: dict[str, Any]) -> str:
+def _over_budget(budget: Budget) -> str:
     gib = 2**30
-    peak = budget["cgroup_peak_bytes"] or budget["exceeded_rss_bytes"] or budget["peak_rss_bytes"]
-    how = {"cgroup-v2": "cgroup v2", "cgroup-v1": "cgroup v1", "sampler": "sampler"}[budget["method"]]
-    done, total = budget["step_reached"], budget["steps_total"]
+    peak = budget.cgroup_peak_bytes or budget.exceeded_rss_bytes or budget.peak_rss_bytes
+    how = {"cgroup-v2": "cgroup v2", "cgroup-v1": "cgroup v1", "sampler": "sampler"}[budget.method]
+    done, total = budget.step_reached, budget.steps_total
     where = f"in step {done + 1} of {total}" if done < total else f"after its {total} steps"
-    return (f"over its memory budget of {budget['limit_bytes'] / gib:.2f} GiB ({how}) {where}; peak "
+    return (f"over its memory budget of {budget.limit_bytes / gib:.2f} GiB ({how}) {where}; peak "
             f"{(peak or 0) / gib:.2f} GiB; stopped")
 
 
-def _combine(ranks: list[dict[str, Any]], spec: CellSpec, sampler: TreeSampler | None) -> dict[str, Any]:
+# what a node's combined result keeps of its rank 0's own (the rest is per rank, or global)
+RANK0_FIELDS = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size",
+                "measured_epoch", "noise", "memory_phases")
+
+
+def _combine(ranks: list[CellResult], spec: CellSpec, sampler: TreeSampler | None) -> CellResult:
     """One result from the ranks of this node: global steps and throughput, per-rank memory and binding."""
-    ranks = sorted(ranks, key=lambda r: r["rank"])
-    combined = combine_ranks(ranks, spec.timing_warmup_steps, spec.measured_steps)
-    per_rank = []
-    for r in ranks:
-        per_rank.append({
-            "rank": r["rank"], "local_rank": r["local_rank"], "pid": r["pid"], "binding": r["binding"],
-            "torch_threads": r["torch_threads"], "lora_checksum": r["lora_checksum"], "summary": r["summary"],
-            "steps": r["steps"], "peak_rss_bytes": sampler.peak_rss_by_pid.get(r["pid"]) if sampler else None,
-            "peak_uss_bytes": sampler.peak_uss_by_pid.get(r["pid"]) if sampler else None,
-        })
-    first = ranks[0]
-    keep = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size",
-            "measured_epoch", "noise", "memory_phases")
-    return {**{k: first.get(k) for k in keep}, **combined, "node_rank": spec.launch.node_rank,
-            "ranks_on_this_node": len(ranks), "ranks": per_rank,
-            "rank_peak_rss_sum_bytes": sum(r["peak_rss_bytes"] or 0 for r in per_rank)}
+    ranks = sorted(ranks, key=lambda r: r.rank or 0)
+    per_rank = [RankResult(
+        rank=r.rank or 0, local_rank=r.local_rank, pid=r.pid, binding=r.binding, torch_threads=r.torch_threads,
+        lora_checksum=r.lora_checksum, summary=r.summary, steps=r.steps,
+        peak_rss_bytes=sampler.peak_rss_by_pid.get(r.pid) if sampler and r.pid is not None else None,
+        peak_uss_bytes=sampler.peak_uss_by_pid.get(r.pid) if sampler and r.pid is not None else None)
+        for r in ranks]
+    combined = Measurement.of_ranks(ranks, spec.timing_warmup_steps, spec.measured_steps)
+    return CellResult(**{k: getattr(ranks[0], k) for k in RANK0_FIELDS}, **dict(combined),
+                      node_rank=spec.launch.node_rank, ranks_on_this_node=len(ranks), ranks=per_rank,
+                      rank_peak_rss_sum_bytes=sum(r.peak_rss_bytes or 0 for r in per_rank))
 
 
 def _read_progress(proc: subprocess.Popen, on_step: Callable[[int, int], None] | None) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from harness.measure.steps import p90
+
 
 def _full_info(procs: list[psutil.Process]) -> dict[int, Any]:
     """One read of /proc/PID/smaps_rollup per process gives its USS and PSS together."""
@@ -155,7 +157,7 @@ class TreeSampler:
             "peak_pss_bytes": self.peak_pss,
             "memory_samples": self.samples,
             "foreign_cpu_cores_mean": statistics.fmean(loads) if loads else 0.0,
-            "foreign_cpu_cores_p90": loads[min(len(loads) - 1, round(0.9 * (len(loads) - 1)))] if loads else 0.0,
+            "foreign_cpu_cores_p90": p90(loads),
             "launcher_cpu_seconds": self.sampler_cpu_seconds,
             # the tree's RSS once a second (seconds since start, bytes), thinned to 600 points: growth over a run
             "rss_timeline": self.timeline[:: max(1, len(self.timeline) // 600)],

@@ -113,7 +113,7 @@ def notes(manifest: Manifest, df: pd.DataFrame, configs: pd.DataFrame, auto: dic
     if fp.cpu and fp.cpu.get("amx") is False and bf16:
         out.append("this CPU has no AMX: every bf16 GEMM here ran on AVX-512 (or older) kernels, so no bf16 figure "
                    "below says anything about AMX")
-    out += list(manifest.model_extra.get("system_warnings") or []) if manifest.model_extra else []
+    out += manifest.system_warnings or []
     if auto and not configs.empty:
         short = configs[configs["reached_target"] == False]  # noqa: E712
         target = auto.get("target", 0)
@@ -136,7 +136,7 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     out_dir.mkdir(parents=True, exist_ok=True)
     df = cells_frame(store)
     steps = steps_frame(store, df)
-    auto = (manifest.model_extra or {}).get("repeats_auto")
+    auto = manifest.repeats_auto
     target = auto.get("target") if auto else None
     base_identity, base_note = pick_baseline(df, baseline)
     configs = speedups(configurations(df, target_half_width=target), base_identity)

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 from harness.base.errors import XeonftError
-from harness.results.ranks import combine_ranks
-from harness.results.records import SCHEMA_VERSION, CellRecord, CellResult, Memory
-from harness.results.store import ResultStore, write_json
+from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, Measurement, Memory, NodeOutcome
+from harness.results.store import ResultStore
 
 
 def _merge_cell(records: list[CellRecord]) -> CellRecord:
@@ -22,8 +21,7 @@ def _merge_cell(records: list[CellRecord]) -> CellRecord:
     first = records[0]
     if len(records) == 1:
         return first
-    nodes = [{"key": r.key, "status": r.status, "reason": r.reason,
-              "memory": r.memory.model_dump() if r.memory else None} for r in records]
+    nodes = [NodeOutcome(key=r.key, status=r.status, reason=r.reason, memory=r.memory) for r in records]
     merged = first.model_copy(update={"nodes": nodes})
     bad = [r for r in records if not r.measured]
     if bad:
@@ -31,25 +29,20 @@ def _merge_cell(records: list[CellRecord]) -> CellRecord:
                                          "reason": f"node {records.index(bad[0])}: {bad[0].reason}"})
     results = [r.result for r in records if r.result is not None]
     expected = results[0].world_size
-    ranks = [rank for res in results for rank in (res.ranks or [])]
+    ranks = sorted((rank for res in results for rank in (res.ranks or [])), key=lambda r: r.rank)
     if len(ranks) != expected:
         return merged.model_copy(update={
             "status": "failed", "result": None,
             "reason": f"merged {len(ranks)} ranks from {len(records)} nodes, expected world size {expected}"})
-    spec = first.spec
-    combined = combine_ranks(ranks, spec.get("warmup_steps", 0), spec.get("measured_steps"))
-    result = CellResult.model_validate({
-        **results[0].model_dump(), **combined, "ranks": sorted(ranks, key=lambda r: r["rank"]),
-        "nodes": len(records), "rank_peak_rss_sum_bytes": sum(r.get("peak_rss_bytes") or 0 for r in ranks)})
+    combined = Measurement.of_ranks(ranks, first.spec.timing_warmup_steps, first.spec.measured_steps)
+    result = results[0].model_copy(update={
+        **dict(combined), "ranks": ranks, "nodes": len(records),
+        "rank_peak_rss_sum_bytes": sum(r.peak_rss_bytes or 0 for r in ranks)})
     watched = [r.memory for r in records if r.memory and r.memory.peak_rss_bytes is not None]  # bare: unwatched
-    memory = first.memory.model_dump() if first.memory else {}
-    if watched:
-        memory.update(peak_rss_bytes=sum(m.peak_rss_bytes or 0 for m in watched),
-                      peak_uss_bytes=sum(m.peak_uss_bytes or 0 for m in watched),
-                      foreign_cpu_cores_mean=max(m.foreign_cpu_cores_mean or 0.0 for m in watched))
+    memory = Memory.across_nodes(watched, first.memory) if watched else first.memory or Memory()
     disturbed = [r for r in records if r.status == "disturbed"]
     return merged.model_copy(update={
-        "status": "disturbed" if disturbed else "ok", "result": result, "memory": Memory.model_validate(memory),
+        "status": "disturbed" if disturbed else "ok", "result": result, "memory": memory,
         "reason": f"node {records.index(disturbed[0])}: {disturbed[0].reason}" if disturbed else None})
 
 
@@ -77,11 +70,10 @@ def merge(sources: list[str | Path], out: str | Path) -> ResultStore:
                 dest = target.root / f"logs/{rec.key}.log"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(log, dest)
-    write_json(target.manifest_path, {
-        "schema_version": SCHEMA_VERSION, "name": manifests[0].name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "merged_from": [str(s.root) for s in stores], "matrix": manifests[0].matrix,
-        "environment": manifests[0].environment, "fingerprint": manifests[0].fingerprint.model_dump(mode="json"),
-        "peak_tflops": manifests[0].peak_tflops,
-        "fingerprints": [m.fingerprint.model_dump(mode="json") for m in manifests], "cells": keys,
-    })
+    target.write_manifest(Manifest(
+        schema_version=SCHEMA_VERSION, name=manifests[0].name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        merged_from=[str(s.root) for s in stores], matrix=manifests[0].matrix,
+        environment=manifests[0].environment, fingerprint=manifests[0].fingerprint,
+        peak_tflops=manifests[0].peak_tflops,
+        fingerprints=[m.fingerprint.model_dump(mode="json") for m in manifests], cells=keys))
     return target

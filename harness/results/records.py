@@ -1,17 +1,27 @@
-"""The typed records of a result set: a cell's record (its result, summary and steps), the manifest, the fingerprint.
+"""The typed records of a result set: a cell's record (its spec, result, summary and steps), the manifest, the
+fingerprint. The worker builds a `CellResult`, the launcher a `CellRecord`; the store writes and reads these models,
+and `docs/schema/` is generated from them (`harness.results.schema`).
 
-Every model is open (`extra="allow"`): a field this xeonft does not know is kept, not dropped, so a record read and
-written again loses nothing. `schema_version` tells the layouts apart: 1 is every record written before it existed
-(the same fields, no version), 2 adds the version itself and the run-level fields of the trust issue. Readers accept
-both; a record from a newer xeonft is refused with a clear message (`check_version`) rather than misread.
+Every model is open (`extra="allow"`) but the spec: a field this xeonft does not know is kept, not dropped, so a
+record read and written again loses nothing. The layouts on disk, by `schema_version`:
+
+    1  every record written before the version existed (no `schema_version`); the first layout (before f3f14d0)
+       named the spec's environment variables `env`, at its top level
+    2  the version itself and the run-level fields of the trust issue; the spec's variables are `variables`
+
+Readers accept every version up to `SCHEMA_VERSION`; the migrations beside the model (`update_to_2`, listed in
+`MIGRATIONS`) bring an older record to the current layout as it is read; a record from a newer xeonft is refused
+with one message (`check_version`) rather than misread. Typing the stages' hand-offs changed no key on disk, so the
+version stays 2: a result set written now is still read by the xeonft of before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from harness.base.errors import XeonftError
 
@@ -19,6 +29,12 @@ from harness.base.errors import XeonftError
 from harness.config.identity import MEASURED as MEASURED
 from harness.config.identity import STATUSES as STATUSES
 from harness.config.identity import Status as Status
+from harness.config.spec import CellSpec
+from harness.measure.steps import Measurement, Open, Step, Summary
+
+__all__ = ["MEASURED", "SCHEMA_VERSION", "STATUSES", "Budget", "CellRecord", "CellResult", "CpuSet", "Fingerprint",
+           "Headline", "LaunchRecord", "Manifest", "Measurement", "Memory", "NodeOutcome", "RankResult", "Status",
+           "Step", "Summary", "check_version", "upgrade"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -31,82 +47,152 @@ def check_version(data: dict[str, Any], what: str) -> None:
                           f"({SCHEMA_VERSION}): update xeonft to read it")
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def update_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 to 2: the spec of the first layout named the cell's environment variables `env`, at its top level
+    (before `launch.env` named an environment); they are `variables` since."""
+    spec = data.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("env"), list) and "variables" not in spec:
+        spec = {("variables" if k == "env" else k): v for k, v in spec.items()}
+    return {**data, "spec": spec, "schema_version": 2}
 
 
-class StepRow(_Open):
-    """One optimizer step as stored (see `harness.measure.steps.StepRecord`)."""
-
-    step: int
-    seconds: float
-    tokens: int
-    sequences: int | None = None
-    compute_seconds: float | None = None
-    data_seconds: float | None = None
-    loss: float | None = None
-    allreduce_seconds: float = 0.0
-    hwm_bytes: int | None = None
+# The migration that produces each version from the one before it.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: update_to_2}
 
 
-class Summary(_Open):
-    """A run's figures over its measured steps; the timing warm-up and evaluation apart."""
-
-    steps: int | None = None
-    warmup_steps: int = 0  # the timing warm-up (not the learning-rate warm-up)
-    measured_steps: int | None = None
-    warmup_seconds: float | None = None
-    measured_seconds: float | None = None
-    measured_tokens: int | None = None
-    measured_sequences: int | None = None
-    tokens_per_second: float | None = None
-    sequences_per_second: float | None = None
-    step_seconds_p50: float | None = None
-    step_seconds_p90: float | None = None
-    step_seconds_cv: float | None = None
-    eval_seconds: float | None = None
-    tracker_seconds_per_step: float | None = None
-    allreduce_seconds: float | None = None
+def upgrade(data: dict[str, Any], what: str = "a cell record") -> dict[str, Any]:
+    """A stored cell record in the current layout: refused when newer than this xeonft, migrated when older."""
+    check_version(data, what)
+    for version in range(data.get("schema_version", 1) + 1, SCHEMA_VERSION + 1):
+        data = MIGRATIONS[version](data)
+    return data
 
 
-class CellResult(_Open):
-    """What the worker (or the ranks, combined) measured."""
+class RankResult(Measurement):
+    """One rank of a data-parallel cell, as kept in its combined result."""
 
-    summary: Summary = Field(default_factory=Summary)
-    steps: list[StepRow] = Field(default_factory=list)
-    evals: list[dict[str, Any]] = Field(default_factory=list)
-    eval_loss: float | None = None
-    model: dict[str, Any] = Field(default_factory=dict)
-    world_size: int = 1
-    versions: dict[str, Any] = Field(default_factory=dict)
-    compile: dict[str, Any] | None = None
-    onednn: dict[str, Any] | None = None
-    profile: dict[str, Any] | None = None
-    ranks: list[dict[str, Any]] | None = None
-    node_rank: int | None = None
-
-    def measured_steps(self) -> list[StepRow]:
-        """The steps a statistic may use: after the timing warm-up, and never the profiled step after them."""
-        start = self.summary.warmup_steps
-        count = self.summary.measured_steps
-        return self.steps[start:None if count is None else start + count]
+    rank: int = Field(description="The rank's global number (0 is the one whose loss and evaluations are kept).")
+    local_rank: int | None = Field(default=None, description="The rank's number on its node.")
+    pid: int | None = Field(default=None, description="The rank's process id.")
+    binding: dict[str, Any] | None = Field(default=None, description="The CPUs and memory policy the rank ran on.")
+    torch_threads: int | None = Field(default=None, description="torch's intra-op threads in the rank.")
+    lora_checksum: str | None = Field(default=None, description="A digest of the rank's LoRA weights after "
+                                                                "training: equal on every rank when in sync.")
+    peak_rss_bytes: int | None = Field(default=None, description="The rank's own peak RSS, from the launcher's "
+                                                                 "sampler.")
+    peak_uss_bytes: int | None = Field(default=None, description="The rank's own peak USS.")
 
 
-class Memory(_Open):
-    """The launcher's readings of the cell's process tree."""
+class CellResult(Measurement):
+    """What the worker measured (or, for a data-parallel cell, its ranks combined): the worker writes it as JSON
+    and the launcher reads it back into this model."""
 
-    peak_rss_bytes: int | None = None
-    peak_uss_bytes: int | None = None
-    foreign_cpu_cores_mean: float | None = None
-    launcher_cpu_seconds: float | None = None
+    saves: list[dict[str, Any]] | None = Field(default=None, description="Checkpoint saves: step and seconds.")
+    eval_loss: float | None = Field(default=None, description="The last evaluation's loss.")
+    setup_seconds: float | None = Field(default=None, description="Loading the data and the model and building "
+                                                                  "the trainer, in seconds.")
+    model: dict[str, Any] = Field(default_factory=dict, description="The model as resolved: name, source, "
+                                                                    "architecture and shape (harness.cell.models).")
+    train_rows: int | None = Field(default=None, description="Rows of the training split.")
+    eval_rows: int | None = Field(default=None, description="Rows of the evaluation split.")
+    torch_threads: int | None = Field(default=None, description="torch's intra-op threads in the worker.")
+    binding: dict[str, Any] | None = Field(default=None, description="The CPUs and memory policy the worker ran on.")
+    versions: dict[str, Any] = Field(default_factory=dict, description="Python and the main libraries' versions.")
+    packages: dict[str, str] | None = Field(default=None, description="Every installed distribution and its "
+                                                                      "version.")
+    xeonft_commit: str | None = Field(default=None, description="The xeonft commit the cell ran (+dirty when the "
+                                                                "tree had changes).")
+    compile: dict[str, Any] | None = Field(default=None, description="torch.compile's report (compiled backends).")
+    rank: int | None = Field(default=None, description="The worker's rank (0 for a single process).")
+    local_rank: int | None = Field(default=None, description="The worker's rank on its node.")
+    world_size: int = Field(default=1, description="Ranks of the cell, over all its nodes.")
+    pid: int | None = Field(default=None, description="The worker's process id.")
+    lora_checksum: str | None = Field(default=None, description="A digest of the LoRA weights after training.")
+    onednn: dict[str, Any] | None = Field(default=None, description="oneDNN's kernels during the measured steps: "
+                                                                    "GEMM time and the share on AMX.")
+    profile: dict[str, Any] | None = Field(default=None, description="The profiled step's time by category.")
+    noise: dict[str, Any] | None = Field(default=None, description="Steal, busy cores, load and frequency over the "
+                                                                   "measured steps.")
+    measured_epoch: list[float] | None = Field(default=None, description="Wall-clock start and end of the measured "
+                                                                         "steps (seconds since the epoch).")
+    memory_phases: dict[str, Any] | None = Field(default=None, description="The worker's VmHWM at the end of each "
+                                                                           "phase and the phase that set the peak.")
+    ranks: list[RankResult] | None = Field(default=None, description="A data-parallel cell's ranks, each with its "
+                                                                     "own steps and summary.")
+    node_rank: int | None = Field(default=None, description="The node these ranks ran on (multi-node cells).")
+    ranks_on_this_node: int | None = Field(default=None, description="Ranks that ran on this node.")
+    rank_peak_rss_sum_bytes: int | None = Field(default=None, description="The ranks' own peak RSS, summed.")
+    nodes: int | None = Field(default=None, description="Nodes a merged multi-node result came from.")
 
 
-class LaunchRecord(_Open):
-    command: list[str] = Field(default_factory=list)
-    binding_method: str | None = None
-    placement: dict[str, Any] | None = None
-    rank_placements: list[dict[str, Any]] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+class Memory(Open):
+    """The launcher's readings of the cell's process tree (`harness.measure.sampler`)."""
+
+    peak_rss_bytes: int | None = Field(default=None, description="Peak RSS of the cell's whole process tree.")
+    peak_uss_bytes: int | None = Field(default=None, description="Peak USS (memory no other process shares) of "
+                                                                 "the tree.")
+    peak_pss_bytes: int | None = Field(default=None, description="Peak PSS of the tree (shared pages split).")
+    memory_samples: int | None = Field(default=None, description="How many times the tree's RSS was read.")
+    foreign_cpu_cores_mean: float | None = Field(default=None, description="Cores other processes used, on "
+                                                                           "average over the cell.")
+    foreign_cpu_cores_p90: float | None = Field(default=None, description="The 90th percentile of that, per "
+                                                                          "second.")
+    measured_foreign_cpu_cores_mean: float | None = Field(default=None, description="Cores other processes used "
+                                                                                    "during the measured steps.")
+    launcher_cpu_seconds: float | None = Field(default=None, description="CPU time the launcher's sampler took.")
+    rss_timeline: list[tuple[float, int]] | None = Field(default=None, description="The tree's RSS once a second: "
+                                                                                   "(seconds since start, bytes).")
+
+    @classmethod
+    def across_nodes(cls, nodes: list[Memory], base: Memory | None = None) -> Memory:
+        """A multi-node cell's readings: the nodes' peaks summed (each node watched its own tree), the foreign load
+        the worst node's; the other readings are `base`'s (the first node's)."""
+        update = {"peak_rss_bytes": sum(m.peak_rss_bytes or 0 for m in nodes),
+                  "peak_uss_bytes": sum(m.peak_uss_bytes or 0 for m in nodes),
+                  "foreign_cpu_cores_mean": max(m.foreign_cpu_cores_mean or 0.0 for m in nodes)}
+        return (base or cls()).model_copy(update=update)
+
+
+class CpuSet(Open):
+    """CPUs and a memory node a process was bound to."""
+
+    cpus: list[int] = Field(description="The logical CPUs.")
+    mem_node: int | None = Field(default=None, description="The NUMA node its memory was bound to.")
+
+
+class LaunchRecord(Open):
+    """How the launcher started the cell."""
+
+    command: list[str] = Field(default_factory=list, description="The cell's command line.")
+    binding_method: str | None = Field(default=None, description="numactl, sched_setaffinity or none.")
+    placement: CpuSet | None = Field(default=None, description="The cell's CPUs (single process, pinned).")
+    rank_placements: list[CpuSet] | None = Field(default=None, description="Each rank's CPUs (data-parallel).")
+    env: dict[str, str] = Field(default_factory=dict, description="The environment variables xeonft set "
+                                                                  "(secrets left out).")
+
+
+class Budget(Open):
+    """What a cell's memory budget saw."""
+
+    limit_bytes: int = Field(description="The budget for the cell's whole process tree.")
+    method: Literal["cgroup-v2", "cgroup-v1", "sampler"] = Field(description="How it was enforced.")
+    why_sampler: str | None = Field(default=None, description="Why no cgroup could be made, in words.")
+    exceeded: bool = Field(description="Whether the cell crossed it.")
+    oom_kills: int | None = Field(default=None, description="OOM kills in the cell's cgroup.")
+    cgroup_peak_bytes: int | None = Field(default=None, description="The cgroup's peak memory.")
+    peak_rss_bytes: int | None = Field(default=None, description="The sampler's peak RSS of the tree.")
+    exceeded_rss_bytes: int | None = Field(default=None, description="The tree's RSS when the sampler saw it cross.")
+    step_reached: int = Field(description="The last step the worker reported.")
+    steps_total: int = Field(description="The steps it was to run.")
+
+
+class NodeOutcome(Open):
+    """One node's part of a merged multi-node cell."""
+
+    key: str = Field(description="The node's own cell key.")
+    status: str = Field(description="The node's status.")
+    reason: str | None = Field(default=None, description="Why, when not ok.")
+    memory: Memory | None = Field(default=None, description="The node's readings of its tree.")
 
 
 @dataclass(frozen=True)
@@ -124,38 +210,51 @@ class Headline:
     peak_uss_bytes: int | None
 
 
-class CellRecord(_Open):
+class CellRecord(Open):
     """One cell (one repeat of one configuration) as stored in `cells/<key>.json`."""
 
-    schema_version: int = 1
-    key: str
-    match_key: str | None = None
-    repeat: int = 0
-    spec: dict[str, Any] = Field(default_factory=dict)
-    status: Status
-    reason: str | None = None
-    started: str | None = None
-    finished: str | None = None
-    exit_code: int | None = None
-    wall_seconds: float | None = None
-    launch: LaunchRecord | None = None
-    memory: Memory | None = None
-    result: CellResult | None = None
-    log: str | None = None
-    axes: dict[str, Any] = Field(default_factory=dict)
-    stderr_tail: str | None = None
-    budget: dict[str, Any] | None = None  # a memory budget: its limit, how enforced, crossed or not, the step reached
-    nodes: list[dict[str, Any]] | None = None
-    # the GEMM peak (TFLOP/s per dtype) at this cell's core count, measured before it ran; MFU is against it
-    peak: dict[str, Any] | None = None
+    schema_version: int = Field(default=1, description="The record's layout (see harness.results.records).")
+    key: str = Field(description="The store's key: a hash of the spec and the environment (the file's name).")
+    match_key: str | None = Field(default=None, description="A hash of the definition alone: how result sets "
+                                                            "are matched.")
+    repeat: int = Field(default=0, description="Which repeat of its configuration the cell is.")
+    spec: CellSpec = Field(description="Everything that defines the cell (harness.config.spec.CellSpec).")
+    status: Status = Field(description="ok, disturbed (measured, flagged), failed, oom, timeout or unavailable.")
+    reason: str | None = Field(default=None, description="Why the cell is not ok, in words a user can act on.")
+    started: str | None = Field(default=None, description="When the cell started (ISO 8601).")
+    finished: str | None = Field(default=None, description="When it finished.")
+    exit_code: int | None = Field(default=None, description="The cell process's exit code.")
+    wall_seconds: float | None = Field(default=None, description="Wall time of the cell's process.")
+    launch: LaunchRecord | None = Field(default=None, description="How the launcher started it.")
+    memory: Memory | None = Field(default=None, description="The launcher's readings of its process tree.")
+    result: CellResult | None = Field(default=None, description="What it measured (None when it did not finish).")
+    log: str | None = Field(default=None, description="Its stderr, relative to the result set.")
+    axes: dict[str, Any] = Field(default_factory=dict, description="The cell's values of the matrix's axes.")
+    stderr_tail: str | None = Field(default=None, description="The last lines of its stderr, when not ok.")
+    budget: Budget | None = Field(default=None, description="Its memory budget, when it had one.")
+    nodes: list[NodeOutcome] | None = Field(default=None, description="The nodes of a merged multi-node cell.")
+    peak: dict[str, Any] | None = Field(default=None, description="The GEMM peak (TFLOP/s per dtype) at the cell's "
+                                                                  "core count, measured before it ran: MFU is "
+                                                                  "against it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_layout(cls, data: Any) -> Any:
+        return upgrade(data) if isinstance(data, dict) else data
+
+    @field_serializer("spec")
+    def _whole_spec(self, spec: CellSpec, info: SerializationInfo) -> dict[str, Any]:
+        # always written whole: a spec's fields left at their defaults are part of what defined the cell
+        return spec.model_dump(mode=info.mode)
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.spec.get("config") or {})
+        """The training config as a flat dict, for callers that look its fields up by name."""
+        return self.spec.config.model_dump(mode="json")
 
     @property
     def launch_settings(self) -> dict[str, Any]:
-        return dict(self.spec.get("launch") or {})
+        return self.spec.launch.model_dump(mode="json")
 
     @property
     def measured(self) -> bool:
@@ -181,48 +280,64 @@ class CellRecord(_Open):
             return None
         n = len(steps)
         tokens = sum(s.tokens for s in steps)
-        extra = [s.model_extra or {} for s in steps]
-        slots = sum(e.get("slots") or 0 for e in extra)
-        return {"tokens_per_step": tokens / n, "rows_per_step": sum(e.get("rows") or 0 for e in extra) / n,
+        slots = sum(s.slots for s in steps)
+        return {"tokens_per_step": tokens / n, "rows_per_step": sum(s.rows for s in steps) / n,
                 "documents_per_step": sum(s.sequences or 0 for s in steps) / n,
                 "padding_share": 1 - tokens / slots if slots else 0.0,
-                "attention_span": sum(e.get("doc_sq") or 0 for e in extra) / max(1, tokens)}
+                "attention_span": sum(s.doc_sq for s in steps) / max(1, tokens)}
 
     def label(self) -> str:
         """The cell's axes as `key=value`; for a matrix without axes, its precision and batch size."""
-        shown = self.axes or {k: self.config[k] for k in ("precision", "batch_size") if k in self.config}
+        config = self.config
+        shown = self.axes or {k: config[k] for k in ("precision", "batch_size") if k in config}
         return " ".join(f"{k}={v}" for k, v in shown.items()) or self.match_key or self.key
 
 
-class Fingerprint(_Open):
+class Fingerprint(Open):
     """The machine and software a result set came from (see `harness.measure.fingerprint`)."""
 
-    hostname: str | None = None
-    cpu: dict[str, Any] = Field(default_factory=dict)
-    topology: dict[str, Any] = Field(default_factory=dict)
-    memory_bytes: int | None = None
-    os: dict[str, Any] = Field(default_factory=dict)
-    python: str | None = None
-    libraries: dict[str, Any] = Field(default_factory=dict)
-    torch_build: dict[str, Any] = Field(default_factory=dict)
-    tools: dict[str, Any] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
+    hostname: str | None = Field(default=None, description="The machine's name.")
+    cpu: dict[str, Any] = Field(default_factory=dict, description="The CPU: brand, family, model, caches, flags.")
+    topology: dict[str, Any] = Field(default_factory=dict, description="Sockets, NUMA nodes, physical cores.")
+    memory_bytes: int | None = Field(default=None, description="The machine's memory.")
+    os: dict[str, Any] = Field(default_factory=dict, description="The operating system and kernel.")
+    python: str | None = Field(default=None, description="The Python version.")
+    libraries: dict[str, Any] = Field(default_factory=dict, description="The main libraries' versions.")
+    torch_build: dict[str, Any] = Field(default_factory=dict, description="torch's build: oneDNN, MKL, ISA.")
+    tools: dict[str, Any] = Field(default_factory=dict, description="numactl and the allocators found.")
+    env: dict[str, str] = Field(default_factory=dict, description="Performance-relevant environment variables "
+                                                                  "(secrets left out).")
 
 
-class Manifest(_Open):
+class Manifest(Open):
     """`manifest.json`: the matrix, the machine, the environment key, the GEMM peaks and the cells in order."""
 
-    schema_version: int = 1
-    name: str | None = None
-    created: str | None = None
-    updated: str | None = None
-    matrix: dict[str, Any] = Field(default_factory=dict)
-    environment: str | None = None
-    fingerprint: Fingerprint = Field(default_factory=Fingerprint)
-    peak_tflops: dict[str, Any] | None = None
-    cells: list[str] = Field(default_factory=list)
-    merged_from: list[str] | None = None
-    fingerprints: list[dict[str, Any]] | None = None
+    # sweep-wide readings a resume keeps unless it reads them again
+    SWEEP_STATE: ClassVar[tuple[str, ...]] = ("system", "system_warnings", "repeats_auto")
+
+    schema_version: int = Field(default=1, description="The manifest's layout (see harness.results.records).")
+    name: str | None = Field(default=None, description="The result set's name (the matrix's).")
+    created: str | None = Field(default=None, description="When the result set was created (ISO 8601).")
+    updated: str | None = Field(default=None, description="When a sweep last opened it.")
+    matrix: dict[str, Any] = Field(default_factory=dict, description="The matrix document as given.")
+    environment: str | None = Field(default=None, description="The environment key (part of every cell key).")
+    fingerprint: Fingerprint = Field(default_factory=Fingerprint, description="The machine and software.")
+    peak_tflops: dict[str, Any] | None = Field(default=None, description="The GEMM peaks, by thread count.")
+    cells: list[str] = Field(default_factory=list, description="The cells' keys in run order.")
+    merged_from: list[str] | None = Field(default=None, description="The result sets a merged one came from.")
+    fingerprints: list[dict[str, Any]] | None = Field(default=None, description="Each merged node's fingerprint.")
+    system: dict[str, Any] | None = Field(default=None, description="Repeatability settings read before the sweep "
+                                                                    "(governor, turbo, SMT, THP, load).")
+    system_warnings: list[str] | None = Field(default=None, description="What in them makes timings vary.")
+    repeats_auto: dict[str, Any] | None = Field(default=None, description="Adaptive repeats: min, max, target, "
+                                                                          "budget.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_layout(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_version(data, "a manifest")
+        return data
 
     @property
     def axes(self) -> list[str]:

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from harness.base.errors import XeonftError
 from harness.base.secrets import redact
 from harness.config.identity import retried, should_run
-from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, check_version
+from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest, check_version, upgrade
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -71,8 +71,10 @@ class ResultStore:
                               "pass --resume to continue it or --out for a new one")
         manifest = self.manifest() if self.manifest_path.is_file() else Manifest()
         earlier = [k for k in manifest.cells if k not in keys]
-        kept = {k: v for k, v in (manifest.model_extra or {}).items() if k not in (extra or {})}
-        write_json(self.manifest_path, {
+        # what a resume keeps: fields this xeonft does not know, and the sweep-wide readings not read again
+        kept = {k: v for k, v in manifest.model_dump(mode="json", exclude_unset=True).items()
+                if (k not in Manifest.model_fields or k in Manifest.SWEEP_STATE) and k not in (extra or {})}
+        self.write_manifest(Manifest.model_validate({
             **kept, **(extra or {}),
             "schema_version": SCHEMA_VERSION,
             "name": document.get("name"),
@@ -83,13 +85,16 @@ class ResultStore:
             "fingerprint": fingerprint,
             "peak_tflops": peak or manifest.peak_tflops,
             "cells": earlier + keys,
-        })
+        }))
 
     def add_cells(self, keys: list[str]) -> None:
         """Append cells run beyond the matrix's own list (adaptive repeats) to the manifest's order."""
-        data = self.manifest().model_dump(mode="json", exclude_unset=True)
-        data["cells"] = [*data.get("cells", []), *(k for k in keys if k not in data.get("cells", []))]
-        write_json(self.manifest_path, data)
+        manifest = self.manifest()
+        manifest.cells = [*manifest.cells, *(k for k in keys if k not in manifest.cells)]
+        self.write_manifest(manifest)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_json(self.manifest_path, manifest.model_dump(mode="json", exclude_unset=True))
 
     def manifest(self) -> Manifest:
         if not self.manifest_path.is_file():
@@ -119,8 +124,7 @@ class ResultStore:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            check_version(data, str(path))
-            return CellRecord.model_validate(data)
+            return CellRecord.model_validate(upgrade(data, str(path)))
         except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError and ValidationError included
             why = _first_error(err) if isinstance(err, ValidationError) else str(err).splitlines()[0]
             self.damaged[str(path)] = why
@@ -130,10 +134,10 @@ class ResultStore:
         path = self.cell_path(key)
         return self._read(path) if path.is_file() else None
 
-    def put(self, key: str, record: CellRecord | dict[str, Any]) -> None:
-        rec = record if isinstance(record, CellRecord) else CellRecord.model_validate(record)
-        rec.schema_version = SCHEMA_VERSION
-        write_json(self.cell_path(key), rec.model_dump(mode="json", exclude_unset=True))
+    def put(self, key: str, record: CellRecord) -> None:
+        """Write a cell's record in the current layout (what it was read or built with: unset fields stay out)."""
+        record.schema_version = SCHEMA_VERSION
+        write_json(self.cell_path(key), record.model_dump(mode="json", exclude_unset=True))
 
     def should_run(self, key: str, resume: bool, retry_failed: bool) -> bool:
         """Whether a sweep runs the cell `key` (the resume rule, `harness.config.identity.should_run`)."""

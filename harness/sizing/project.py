@@ -117,7 +117,7 @@ def project(runs: list[RunRates], job: JobShape, plan: Schedule, per_epoch_steps
 def evals_and_saves(result: CellResult) -> tuple[list[float], list[float]]:
     """The seconds of each evaluation and of each checkpoint save a run recorded."""
     evals = [e["seconds"] for e in result.evals if e.get("seconds")]
-    saves = [s["seconds"] for s in (result.model_extra or {}).get("saves") or [] if s.get("seconds")]
+    saves = [s["seconds"] for s in result.saves or [] if s.get("seconds")]
     return evals, saves
 
 

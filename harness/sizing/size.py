@@ -54,8 +54,8 @@ def _probe(record: CellRecord, batch: int) -> Probe:
     s = record.result.summary if record.result else None
     tokens = s.measured_tokens / s.measured_steps if s and s.measured_tokens and s.measured_steps else None
     peak = peak_of(record)
-    if record.budget and record.budget.get("exceeded"):
-        peak = record.budget.get("cgroup_peak_bytes") or record.budget.get("exceeded_rss_bytes") or peak
+    if record.budget and record.budget.exceeded:
+        peak = record.budget.cgroup_peak_bytes or record.budget.exceeded_rss_bytes or peak
     return Probe(batch=batch, ok=record.status in MEASURED, peak_bytes=peak, tokens_per_step=tokens,
                  status=record.status, reason=record.reason, seconds=record.wall_seconds or 0.0, key=record.key,
                  tokens_per_second=s.tokens_per_second if s else None, fixed_seconds=fixed_seconds(record))

@@ -53,7 +53,7 @@ def validate(out: Path, fraction: float = 1.0) -> Findings:
         projected_peak = max(soaked.peak_bytes * point, rec.measured_peak_bytes or 0)
         projected_high = max(projected_peak, soaked.peak_bytes * upper)
     finished = record.status in MEASURED
-    noise = ((record.result.model_extra or {}).get("noise") if record.result else None) or {}
+    noise = (record.result.noise if record.result else None) or {}
     result = Validation(
         fraction=steps / full.steps, steps=steps, status=record.status, reason=record.reason,
         projected_seconds=proj.seconds, projected_low=proj.low, projected_high=proj.high,
@@ -80,7 +80,7 @@ def _growth(record: CellRecord, steps: int) -> MemoryGrowth | None:
     per step. A few probe steps cannot see a slow growth (allocator fragmentation, caches) that a whole job shows."""
     import numpy as np
 
-    timeline = (record.memory.model_extra or {}).get("rss_timeline") if record.memory else None
+    timeline = record.memory.rss_timeline if record.memory else None
     if not timeline or not record.wall_seconds:
         return None
     points = [(t, r) for t, r in timeline if t >= 60]
