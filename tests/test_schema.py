@@ -153,3 +153,23 @@ def test_ranks_combine_as_the_total_tokens_over_the_slowest_ranks_time():
     assert combined.steps[0].loss == 0.0 and [s.hwm_bytes for s in combined.steps] == [None, 17, None]
     assert combined.summary.tokens_per_second == 300 / 5.0  # never the mean of the ranks' own throughputs
     assert combined.summary.trl_num_tokens == 450 and combined.summary.eval_seconds == 0.5
+
+
+def test_a_record_written_now_has_every_key_of_one_written_before(rows_file, tokenizer_dir, tmp_path):
+    """The typed hand-offs leave the layout on disk as it was: a fresh cell's record holds every key that the
+    old set's records hold, at every level (no key lost to a model's unset default)."""
+    from harness.launch.sweep import run_sweep
+    from tests.conftest import tiny_matrix
+
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 2})
+    store = run_sweep(m, out=tmp_path / "now")
+    (path,) = store.cells_dir.glob("*.json")
+    now, before = json.loads(path.read_text()), json.loads(next((OLD / "cells").glob("*.json")).read_text())
+    assert set(before) <= set(now)
+    for part in ("spec", "launch", "memory"):
+        assert set(before[part]) <= set(now[part]), part
+    assert set(before["result"]) <= set(now["result"])
+    assert set(before["result"]["summary"]) <= set(now["result"]["summary"])
+    assert all(set(before["result"]["steps"][0]) == set(step) for step in now["result"]["steps"])
+    assert now["schema_version"] == 2 and ResultStore(store.root).records()[0].measured

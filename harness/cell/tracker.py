@@ -81,7 +81,8 @@ class StepTracker(TrainerCallback):
         self.steps.append(Step(step=state.global_step, seconds=compute + self._data_seconds,
                                compute_seconds=compute, data_seconds=self._data_seconds,
                                tokens=self._tokens, sequences=self._sequences,
-                               allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(), **self._work))
+                               loss=None, allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(),
+                               **self._work))
         self._tokens = self._sequences = 0
         self._work = dict.fromkeys(WORK, 0)
         self._allreduce_seconds = 0.0

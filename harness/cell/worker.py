@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ERROR_PREFIX} {err}", file=sys.stderr)
         return 2
     tmp = Path(result_path).with_suffix(".partial")
-    tmp.write_text(result.model_dump_json(exclude_unset=True), encoding="utf-8")
+    tmp.write_text(result.model_dump_json(exclude_unset=True, fallback=str), encoding="utf-8")
     tmp.replace(result_path)
     return 0
 

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from harness.cell.protocol import ERROR_PREFIX, UNAVAILABLE_PREFIX
+from harness.results.records import Status
 
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")  # a traceback's last line
 # torchrun's summary of the first rank that failed
@@ -15,8 +16,8 @@ TORCHRUN_ROOT_CAUSE = re.compile(r"rank\s*:\s*(?P<rank>\d+).*?\n\s*exitcode\s*:\
 OOM_MARKERS = ("MemoryError", "can't allocate memory", "Cannot allocate memory", "std::bad_alloc", "out of memory")
 
 
-
-def classify(rc: int | None, timed_out: bool, stderr_tail: str, oom_kills: int | None = None) -> tuple[str, str | None]:
+def classify(rc: int | None, timed_out: bool, stderr_tail: str,
+             oom_kills: int | None = None) -> tuple[Status, str | None]:
     """`oom_kills`: how many processes the kernel's OOM killer took in this cgroup while the cell ran (None where
     that cannot be read). A SIGKILL is an OOM only with that evidence."""
     killed_by_oom = bool(oom_kills)

@@ -33,8 +33,8 @@ from harness.config.spec import CellSpec
 from harness.measure.steps import Measurement, Open, Step, Summary
 
 __all__ = ["MEASURED", "SCHEMA_VERSION", "STATUSES", "Budget", "CellRecord", "CellResult", "CpuSet", "Fingerprint",
-           "Headline", "LaunchRecord", "Manifest", "Measurement", "Memory", "NodeOutcome", "RankResult", "Status",
-           "Step", "Summary", "check_version", "upgrade"]
+           "Headline", "LaunchRecord", "Manifest", "Measurement", "Memory", "NodeOutcome", "Open", "RankResult",
+           "Status", "Step", "Summary", "check_version", "upgrade"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
