@@ -67,6 +67,14 @@ def test_every_cell_of_the_old_set_loads_and_a_write_keeps_every_key(old, tmp_pa
         written = json.loads(again.cell_path(r.key).read_text())
         assert written == json.loads((old / "cells" / f"{r.key}.json").read_text())
     assert records[0].result is not None and records[0].result.packages and records[0].memory.rss_timeline
+    # a field this xeonft does not know survives a read and a write, at every level of the record
+    path = next((old / "cells").glob("*.json"))
+    data = json.loads(path.read_text())
+    data["later"] = data["result"]["later"] = data["result"]["summary"]["later"] = 1
+    data["result"]["steps"][0]["later"] = data["memory"]["later"] = 1
+    path.write_text(json.dumps(data))
+    again.put(path.stem, store.get(path.stem))
+    assert json.loads(again.cell_path(path.stem).read_text()) == data
 
 
 def test_the_old_set_reports_compares_with_itself_resumes_and_joins_the_catalog(old, tmp_path, monkeypatch, capsys):
