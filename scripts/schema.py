@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import BaseModel
 
 from harness.results.schema import RECORDS, main
+from harness.sizing.findings_model import Findings
 
-PUBLISHED: dict[str, type[BaseModel]] = {**RECORDS}
+PUBLISHED: dict[str, type[BaseModel]] = {**RECORDS, "sizing-findings": Findings}
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:], PUBLISHED))
