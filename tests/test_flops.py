@@ -55,7 +55,7 @@ def test_packed_documents_attend_within_themselves():
 def _record(info, peak=None, **config):
     return CellRecord.model_validate({
         "key": "k", "status": "ok", "peak": peak,
-        "spec": CellSpec(config=FinetuneConfig(precision="bf16-autocast", lora_r=8, **config),
+        "spec": CellSpec(config=FinetuneConfig(**{"precision": "bf16-autocast", "lora_r": 8, **config}),
                          launch=LaunchSettings(), warmup_steps=1, measured_steps=4),
         "result": {"model": info, "summary": {"tokens_per_second": 1000.0, "measured_tokens": 4000,
                                               "measured_sequences": 20}}})
