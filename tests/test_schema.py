@@ -94,8 +94,8 @@ def test_the_old_set_reports_compares_with_itself_resumes_and_joins_the_catalog(
     db = tmp_path / "catalog.sqlite"
     assert catalog.add(old, db) == 5
     rows = catalog.runs(db)
-    assert {r["status"] for r in rows} == {"ok"} and all(r["tokens_per_second"] > 0 for r in rows)
-    assert all(r["versions"]["trl"] == "1.16.0" for r in rows)
+    assert {r.status for r in rows} == {"ok"} and all((r.tokens_per_second or 0) > 0 for r in rows)
+    assert all(r.versions["trl"] == "1.16.0" for r in rows)
 
 
 def _first_layout(record: dict) -> dict:
