@@ -158,6 +158,9 @@ def test_ranks_combine_as_the_total_tokens_over_the_slowest_ranks_time():
     combined = Measurement.of_ranks(ranks, timing_warmup=1)
     assert [s.seconds for s in combined.steps] == [1.0, 2.0, 3.0]  # as many as the shortest rank, the slowest time
     assert [s.tokens for s in combined.steps] == [150] * 3
+    padded = [s.model_copy(update={"rows": 1, "slots": s.tokens + 10, "doc_sq": 4, "row_sq": 9}) for s in fast]
+    (step, *_) = Measurement.of_ranks([Measurement(steps=padded), Measurement(steps=padded)], timing_warmup=1).steps
+    assert (step.rows, step.slots, step.doc_sq, step.row_sq) == (2, 2 * (fast[0].tokens + 10), 8, 18)  # all summed
     assert combined.steps[0].loss == 0.0 and [s.hwm_bytes for s in combined.steps] == [None, 17, None]
     assert combined.summary.tokens_per_second == 300 / 5.0  # never the mean of the ranks' own throughputs
     assert combined.summary.trl_num_tokens == 450 and combined.summary.eval_seconds == 0.5

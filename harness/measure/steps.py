@@ -60,13 +60,15 @@ class Step(Open):
 
     @classmethod
     def across_ranks(cls, per_rank: Sequence[Step]) -> Step:
-        """One global step from the same step of every rank: tokens and sequences summed, the time the slowest
-        rank's (they wait for each other in the all-reduce), the loss rank 0's, every rank's peak so far summed
-        (what the ranks together have needed by this step; None unless every rank read one)."""
+        """One global step from the same step of every rank: its work (tokens, sequences, rows, slots and the
+        squared lengths) summed, the time the slowest rank's (they wait for each other in the all-reduce), the loss
+        rank 0's, every rank's peak so far summed (what the ranks together have needed by this step; None unless
+        every rank read one)."""
         slowest = max(per_rank, key=lambda s: s.seconds)
         hwm = [s.hwm_bytes for s in per_rank]
+        work = {k: sum(getattr(s, k) for s in per_rank) for k in ("tokens", "rows", "slots", "doc_sq", "row_sq")}
         return slowest.model_copy(update={
-            "tokens": sum(s.tokens for s in per_rank), "sequences": sum(s.sequences or 0 for s in per_rank),
+            **work, "sequences": sum(s.sequences or 0 for s in per_rank),
             "loss": per_rank[0].loss, "allreduce_seconds": max(s.allreduce_seconds for s in per_rank),
             "hwm_bytes": sum(h for h in hwm if h) if all(hwm) else None})
 
