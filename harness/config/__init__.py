@@ -1,4 +1,5 @@
-"""What to run: the run config (`run`), a cell's definition (`spec`) and matrix files (`matrix`), and the shipped
+"""What to run: the run config (`finetune`), what each precision means (`precision`), a cell's definition (`spec`)
+and its identity and statuses (`identity`), matrix files (`matrix`), library stacks (`stack`), and the shipped
 recipes. `harness.config` itself re-exports the run config's API."""
 
 from harness.config.finetune import (
