@@ -155,9 +155,12 @@ def test_the_jobs_schedule_is_the_configs():
 
 
 def _record(wall: float, status: str = "ok", **result):
+    from harness.config.finetune import load_config
     from harness.results.records import CellRecord
 
-    return CellRecord.model_validate({"key": "k", "status": status, "wall_seconds": wall, "result": result})
+    spec = CellSpec(config=load_config("quick"), launch=LaunchSettings(), warmup_steps=1, measured_steps=3)
+    return CellRecord.model_validate({"key": "k", "status": status, "wall_seconds": wall, "spec": spec,
+                                      "result": result})
 
 
 def test_fixed_seconds_is_one_rule_for_probes_projections_and_validation():
@@ -278,7 +281,7 @@ def test_the_soak_runs_the_recommended_layout_and_returns_a_new_recommendation()
     def run(spec, label, role):
         asked.append(spec)
         return CellRecord.model_validate({
-            "key": "soaked", "status": "ok", "memory": {"peak_rss_bytes": GIB},
+            "key": "soaked", "status": "ok", "spec": spec, "memory": {"peak_rss_bytes": GIB},
             "result": {"steps": [{"step": i, "seconds": 1.0, "tokens": 100, "hwm_bytes": int(GIB + 2**20 * i)}
                                  for i in range(1, 21)]}})
 
