@@ -183,3 +183,25 @@ def test_generated_model_folders_load_or_give_one_message(tmp_path_factory, toke
         resolve_model(str(folder), torch.float32, tokenizer=str(tokenizer_dir))
     except XeonftError as err:
         assert str(folder) in str(err)
+
+
+LYING_MATRICES = {
+    "utf-16": ("m.yaml", "name: m\n".encode("utf-16"), r"m\.yaml is UTF-16 text \(byte-order mark at byte 0\)"),
+    "not yaml": ("m.yaml", b"name: [unclosed\n", r"m\.yaml: not valid YAML: line 2, column 1: expected ',' or ']'"),
+    "a list": ("m.yaml", b"- a\n- b\n", r"m\.yaml: expected a mapping of keys to values, got list"),
+    "a folder": ("m.yaml", None, r"m\.yaml is a folder, not a YAML file"),
+    "binary": ("m.yaml", b"\x00\x01\x02\xff\xfe\x00", r"m\.yaml is not UTF-8 text: byte 3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LYING_MATRICES))
+def test_a_matrix_file_that_is_not_what_it_claims_is_one_line_exit_2(case, tmp_path, capsys):
+    name, content, message = LYING_MATRICES[case]
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert cli.main(["run", str(path), "--dry-run"]) == 2
+    line = one_bounded_line(capsys.readouterr().err)
+    assert re.search(message, line), line

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from harness.base.errors import XeonftError
 from harness.base.messages import describe
+from harness.base.sniff import text_problem
 
 # fp32; bf16-autocast (fp32 weights, bf16 compute: the recipe's bf16=True); bf16 (frozen base weights in bf16,
 # adapters fp32, no autocast: LoRA GEMMs run in fp32); bf16-mixed (bf16 base, fp32 adapter master weights, every
@@ -183,14 +184,23 @@ def build_config(values: dict[str, Any], source: str = "config") -> FinetuneConf
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Load a YAML mapping safely (no Python object tags), naming the file in every error."""
+    """Load a YAML mapping safely (no Python object tags), naming the file in every error: its encoding, the line
+    and column where it stops being YAML, or what it holds instead of a mapping."""
     p = Path(path)
+    if p.is_dir():
+        raise XeonftError(f"{p} is a folder, not a YAML file")
     if not p.is_file():
         raise XeonftError(f"config file not found: {p}")
+    problem = text_problem(p)
+    if problem:
+        raise XeonftError(f"{p} {problem}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise XeonftError(f"{p}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise XeonftError(f"{p}: not valid YAML: {where}{what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
