@@ -1,8 +1,7 @@
 """One module per verb: its parser, its run, its exit-code policy (`harness.cli` only dispatches).
 
-`COMMANDS` is the one list of the verbs, in the order `xeonft --help` and the README's map of the
-verbs show them. A verb's module imports its
-stage's code inside `run`, so that `xeonft VERB --help` stays quick.
+`COMMANDS` is the one list of the verbs, in the order `xeonft --help` and the README's map of the verbs show them.
+A verb's module imports its stage's code inside `run`, so that `xeonft VERB --help` stays quick.
 """
 
 from harness.commands.base import Command
