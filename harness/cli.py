@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from harness.base.errors import Failure, Unavailable, XeonftError
 from harness.base.messages import one_line
+from harness.base.secrets import redact
 from harness.commands import COMMANDS
 
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {c.name: c.run for c in COMMANDS}
@@ -43,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         _say(f"interrupted{': ' + str(err) if str(err) else ''}")
         return 130
+    except BrokenPipeError:  # the reader went away (`xeonft history | head`): nothing is wrong, nothing to say
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):  # so the exit's flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # a bug, or the machine (a full disk): one line, the traceback kept for a report
         import tempfile
         import traceback
@@ -54,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _say(message: str) -> None:
-    print(one_line(f"xeonft: {message}", limit=MESSAGE_LIMIT), file=sys.stderr)
+    print(one_line(redact(f"xeonft: {message}"), limit=MESSAGE_LIMIT), file=sys.stderr)
 
 
 MESSAGE_LIMIT = 400  # the file a crash names must fit beside a cut message

@@ -16,10 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import BaseModel
 
+from harness.history.machines_model import MachinesFindings
 from harness.results.schema import RECORDS, main
 from harness.sizing.findings_model import Findings
 
-PUBLISHED: dict[str, type[BaseModel]] = {**RECORDS, "sizing-findings": Findings}
+PUBLISHED: dict[str, type[BaseModel]] = {**RECORDS, "sizing-findings": Findings,
+                                         "machines-findings": MachinesFindings}
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:], PUBLISHED))

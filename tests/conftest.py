@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background (`pytest &` in a script, a CI step run that way) inherits SIGINT ignored, and so
+# would every process it starts (Python keeps an ignored SIGINT ignored): the tests that interrupt a sweep or cancel
+# a job with SIGINT need it as a terminal gives it. A Python-level handler is reset to the default in children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # huggingface_hub reads these once, at import: set them before any test imports it.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -97,6 +104,8 @@ def tiny_matrix(rows_file, tokenizer_dir, **changes):
         "measure": {"warmup_steps": 1, "steps": 3},
         "timeout_s": 120,
         "peak": False,
+        "calibration": False,  # tests/test_calibration.py turns it on
+        "order": "fixed",  # the listed order unless a test asks for a shuffled one (tests/test_sweep.py does)
     }
     doc.update(changes)
     return parse_matrix(doc)
@@ -117,6 +126,54 @@ def sweep(rows_file, tokenizer_dir, tmp_path_factory):
     return m, run_sweep(m, out=out)
 
 
+def sweep_undisturbed(matrix, out, passes: int = 3):
+    """`run_sweep`, resumed while a cell came out `disturbed` (another process took CPU during its measured steps;
+    the resume rule always takes such a cell again), at most `passes` sweeps in all. For the tests whose verdicts
+    need every run: a verdict leaves a disturbed run out, and two runs a side become one."""
+    from harness.launch.sweep import run_sweep
+
+    store = run_sweep(matrix, out=out)
+    for _ in range(passes - 1):
+        if not any(r.status == "disturbed" for r in store.records()):
+            break
+        store = run_sweep(matrix, out=out, resume=True)
+    return store
+
+
+@pytest.fixture(scope="session")
+def slowed_sets(rows_file, tokenizer_dir, tmp_path_factory) -> list[Path]:
+    """Three real result sets of the same two configurations, batch 1 (two runs) and batch 2 (three runs); in the
+    third, batch 2 is slowed on purpose inside every step (inject_fault: slow:200%, each step about three times as
+    long: far beyond the drift between two unslowed sets on this machine, which reached 10-25%).
+    compare's and history's end-to-end tests read them (copies, where they change them).
+
+    One pinned core and 256-token rows: steps of tens of milliseconds, so scheduler jitter stays small beside the
+    slowdown; 16 measured steps, so the first one (whose wait is the oneDNN-logged warm-up step's work, longer than
+    a step's) moves a run's rate little."""
+    root = tmp_path_factory.mktemp("slowed")
+    axes = {"precision": ["fp32"], "pinning": ["cores"], "seq_len": [256], "batch_size": [1, 2]}
+    sets = []
+    for i in range(3):
+        m = tiny_matrix(rows_file, tokenizer_dir, name=f"set{i}", axes=axes, exclude=[], repeats=3,
+                        measure={"warmup_steps": 2, "steps": 16})
+        cells = [c for c in m.cells if not (c.config.batch_size == 1 and c.repeat == 2)]
+        if i == 2:
+            cells = [c.model_copy(update={"launch": c.launch.model_copy(update={"inject_fault": "slow:200%"})})
+                     if c.config.batch_size == 2 else c for c in cells]
+        sets.append(sweep_undisturbed(m.model_copy(update={"cells": cells}), root / f"set{i}").root)
+    return sets
+
+
+@pytest.fixture(scope="session")
+def profiled_sweep(rows_file, tokenizer_dir, tmp_path_factory):
+    """One real cell with one extra profiled step after its measured ones (test_profile and test_trust read it)."""
+    from harness.launch.sweep import run_sweep
+
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"]}, exclude=[],
+                    measure={"warmup_steps": 1, "steps": 3, "profile": True})
+    return run_sweep(m, out=tmp_path_factory.mktemp("sweeps") / "profiled")
+
+
 def disk_records(store) -> list[dict]:
     """A result set's cell records as their JSON on disk (the layout users' scripts read)."""
     return [r.model_dump(mode="json", exclude_unset=True) for r in store.records()]
@@ -124,3 +181,20 @@ def disk_records(store) -> list[dict]:
 
 def disk_manifest(store) -> dict:
     return store.manifest().model_dump(mode="json", exclude_unset=True)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the test PostgreSQL server (tests/postgres.py), as a URL with its password."""
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog of each backend, as `--catalog` takes it: an SQLite file's path, a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.sqlite")
+    return str(request.getfixturevalue("postgres_url"))

@@ -19,8 +19,8 @@ from harness.commands.flags import FIELD_FLAGS, NOT_FLAGS, _flag_kwargs, field_o
 from harness.config.finetune import FinetuneConfig, load_config
 
 # The verbs a user relies on, in the order of the README's map of the verbs: none may go missing or come unlisted.
-DOCUMENTED_VERBS = ("fetch", "finetune", "run", "report", "compare", "merge", "size", "peak", "history", "bisect",
-                    "env", "cache")
+DOCUMENTED_VERBS = ("fetch", "finetune", "run", "report", "compare", "merge", "bundle", "import", "size", "peak",
+                    "history", "machines", "bisect", "env", "cache")
 
 
 def test_the_verbs_are_the_documented_ones_in_the_readmes_order():
@@ -52,6 +52,8 @@ def test_side_effects_are_said_in_the_verbs_help():
     assert "adds the result set to the catalog beside it" in helps["run"]
     assert "--add writes the catalog, --check only reads it" in helps["history"]
     assert "exit 1" in helps["compare"]
+    assert "writes only that file" in helps["bundle"]
+    assert "writes the result sets and the catalog" in helps["import"]
 
 
 def _finetune_parser() -> argparse.ArgumentParser:
@@ -149,3 +151,17 @@ def test_a_short_finetune_from_the_command_line(base_args, tmp_path, capsys):
     assert code == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["model"]["dtype"] == "bfloat16" and summary["throughput"]["steps"] == 1
+
+
+
+def test_a_reader_that_goes_away_is_no_failure(tmp_path):
+    """`xeonft VERB | head`: the pipe closes under a verb's output; the command ends quietly with exit 0."""
+    script = ("import sys\nfrom harness import cli\n"
+              "def chatty(args):\n    for i in range(200000):\n        print(f'line {i}')\n    return 0\n"
+              "cli.VERBS['cache'] = chatty\nraise SystemExit(cli.main(['cache', 'show']))\n")
+    proc = subprocess.run(f"{sys.executable} -c \"$SCRIPT\" | head -n 1; echo rc=${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "SCRIPT": script,
+                               "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.stdout.splitlines() == ["line 0", "rc=0"], proc.stdout[-500:]
+    assert proc.stderr == "", proc.stderr

@@ -138,26 +138,24 @@ def test_threshold_parsing():
         parse_threshold("five")
 
 
-def test_a_real_slowed_cell_is_caught_end_to_end(rows_file, tokenizer_dir, tmp_path):
-    """Real sweeps of one tiny cell, 4 runs a side, the last sweep slowed on purpose inside every step (each step
-    about twice as long): the runs decide it is slower.
+def test_a_real_slowed_cell_is_caught_end_to_end(slowed_sets, rows_file, tokenizer_dir, tmp_path):
+    """Real sweeps of two tiny cells (tests/conftest.py's slowed_sets), three runs a side of batch 2, the new set's
+    batch 2 slowed on purpose inside every step (each step about three times as long): the runs decide it is slower.
 
     Whether an unslowed rerun is flagged depends on this shared machine's run-to-run noise, so that half is tested
     on drawn samples above; here only its losses, which are deterministic (one run is enough for them).
     """
-    measure = {"warmup_steps": 2, "steps": 8}
-    # steps of tens of milliseconds, not a few: scheduler jitter must stay small beside the injected slowdown
-    axes = {"precision": ["fp32"], "pinning": ["cores"], "seq_len": [256], "batch_size": [2]}
-    base_m = tiny_matrix(rows_file, tokenizer_dir, axes=axes, exclude=[], measure=measure, repeats=4)
-    slow_m = tiny_matrix(rows_file, tokenizer_dir, axes={**axes, "inject_fault": ["slow"]}, exclude=[],
-                         measure=measure, repeats=4)
-    base = run_sweep(base_m, out=tmp_path / "base")
-    again = run_sweep(tiny_matrix(rows_file, tokenizer_dir, axes=axes, exclude=[], measure=measure),
-                      out=tmp_path / "again")
-    slow = run_sweep(slow_m, out=tmp_path / "slow")
-    slowed = compare(base.root, slow.root, threshold=0.1, alpha=0.05)
-    assert [c.verdict for c in slowed.cells] == ["slower"], slowed.to_markdown()
+    _, base, slow = slowed_sets
+    slowed = compare(base, slow, threshold=0.1, alpha=0.05)
+    verdicts = {c.cell: c for c in slowed.cells}
+    (slowed_cell,) = [c for label, c in verdicts.items() if "batch_size=2" in label]
+    assert slowed_cell.verdict == "slower" and slowed_cell.n_base == slowed_cell.n_new == 3, slowed.to_markdown()
     assert slowed.regressed
-    rerun = compare(base.root, again.root, threshold=0.1)
+    one = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"], "pinning": ["cores"], "seq_len": [256],
+                                                      "batch_size": [2]}, exclude=[],
+                      measure={"warmup_steps": 2, "steps": 16})
+    again = run_sweep(one, out=tmp_path / "again")
+    rerun = compare(base, again.root, threshold=0.1)
+    assert len(rerun.cells) == 1 and len(rerun.only_in_base) == 1  # batch 2 is in both, batch 1 only in base
     assert rerun.cells[0].verdict == "inconclusive" and rerun.cells[0].n_new == 1  # one run decides nothing
     assert rerun.cells[0].loss_drift == pytest.approx(0.0, abs=1e-6) and not rerun.cells[0].loss_changed

@@ -88,7 +88,7 @@ def free_port() -> int:
 
 def test_two_nodes_over_loopback_merge_into_one_result(rows_file, tokenizer_dir, tmp_path):
     """Two launchers, as two machines would run them, rendezvous over loopback; their results merge."""
-    doc = {"name": "two-nodes", "measure": MEASURE, "timeout_s": 120,
+    doc = {"name": "two-nodes", "measure": MEASURE, "timeout_s": 120, "peak": False,
            "fixed": {"model": "synthetic:tiny", "tokenizer": str(tokenizer_dir), "dataset": str(rows_file),
                      "eval_size": 4, "seq_len": 64, "nnodes": 2, "rdzv_endpoint": f"127.0.0.1:{free_port()}"},
            "axes": {"precision": ["fp32"]}}

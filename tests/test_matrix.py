@@ -41,6 +41,12 @@ def test_launcher_settings_are_axes_too():
     ({"repeat": 2}, "unknown key 'repeat'"),
     ({"name": "../escape"}, "name"),
     ({"exclude": [{"precision": ["fp32", "bf16"]}]}, "every cell is excluded"),
+    ({"axes": {"inject_fault": ["slow:ten%"]}}, r"inject_fault 'slow:ten%': expected one of none, crash, hang, oom, "
+                                                r"slow or slow:N%"),
+    ({"axes": {"inject_fault": ["slow:0%"]}}, "the slowdown must be above 0%"),
+    ({"axes": {"replica": ["a", "../b"]}}, "replica"),
+    ({"order": "random"}, "expected 'shuffled', 'fixed' or"),
+    ({"order": {"shuffle": True, "seed": -1}}, "seed"),
 ])
 def test_a_bad_matrix_is_refused_naming_the_problem(changes, message):
     with pytest.raises(XeonftError, match=message):
@@ -101,11 +107,12 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
-    # the layout before `preset`, `instrument`, `memory_limit`, `stack` and `lm_head` joined (each left out at its
-    # default)
-    old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True,
+    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica` and `lm_head` joined (each left
+    # out at its default), and `evaluate` (in no key)
+    old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True, "evaluate": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
-                                                                "stack": True}, "config": {"lm_head": True}})
+                                                                "stack": True, "replica": True},
+                                                     "config": {"lm_head": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert store_key(cell, "e") == old_key
     bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
@@ -117,3 +124,37 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
 def test_an_unknown_preset_is_refused():
     with pytest.raises(XeonftError, match="preset: 'turbo' is neither a YAML file nor a shipped recipe"):
         parse_matrix(doc(axes={"preset": ["turbo"]}))
+
+
+def test_a_replica_axis_is_an_aa_pair_and_slow_takes_a_size():
+    m = parse_matrix(doc(axes={"replica": ["a", "b"], "inject_fault": ["none", "slow:10%"]},
+                         exclude=[{"replica": "b", "inject_fault": "slow:10%"}]))
+    a, slowed, b = (next(c for c in m.cells if (c.launch.replica, c.launch.inject_fault) == pair)
+                    for pair in (("a", "none"), ("a", "slow:10%"), ("b", "none")))
+    plain = parse_matrix(doc(axes={})).cells[0]
+    # replica a is the cell as it was before the axis existed; b is another configuration that runs the same work
+    assert store_key(a, "e") == store_key(plain, "e") and match_key(a) == match_key(plain)
+    assert match_key(b) != match_key(a) and b.config == a.config
+    # a slowed cell keeps its normal twin's match key (a slowdown test compares the two) but not its store key
+    assert match_key(slowed) == match_key(a) and store_key(slowed, "e") != store_key(a, "e")
+    assert len(m.cells) == 3
+
+
+def test_the_order_of_each_round_is_shuffled_from_a_seed_or_kept_as_listed():
+    from harness.launch.order import in_rounds, sweep_seed
+
+    m = parse_matrix(doc(axes={"batch_size": [1, 2, 3, 4, 5, 6]}, repeats=3))
+    assert m.order.shuffle and m.order.seed is None
+    listed = [c.config.batch_size for c in m.cells[:6]]
+
+    def sizes(seed, order=m.order):
+        return [[c.config.batch_size for c in in_rounds(m.cells, order, seed)[r * 6:(r + 1) * 6]] for r in range(3)]
+
+    first = sizes(11)
+    assert first == sizes(11)  # the same seed, the same order: a resume keeps it
+    assert all(sorted(r) == listed for r in first)  # every cell of a round runs in that round, once
+    assert len({tuple(r) for r in first}) > 1 and first != sizes(12)  # rounds differ, seeds differ
+    assert sizes(11, parse_matrix(doc(axes={"batch_size": [1, 2, 3, 4, 5, 6]}, order="fixed")).order)[0] == listed
+    assert sweep_seed(m.order, 5) == 5  # recorded by the sweep it resumes
+    assert sweep_seed(parse_matrix(doc(order={"seed": 9})).order, None) == 9
+    assert 0 <= sweep_seed(m.order, None) < 2**31

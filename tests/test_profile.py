@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.launch.sweep import run_sweep
 from harness.measure.profile import categorize
 from harness.render.report import render
-from tests.conftest import disk_records, tiny_matrix
+from tests.conftest import disk_records
 
 
 def test_operators_fall_into_categories():
@@ -19,10 +18,8 @@ def test_operators_fall_into_categories():
     assert sum(out["share"].values()) == pytest.approx(1.0) and out["top_ops"][0]["op"] == "aten::mm"
 
 
-def test_a_profiled_step_is_recorded_apart_and_a_one_cell_report_renders(rows_file, tokenizer_dir, tmp_path):
-    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["bf16"]}, exclude=[],
-                    measure={"warmup_steps": 1, "steps": 3, "profile": True})
-    store = run_sweep(m, out=tmp_path / "p")
+def test_a_profiled_step_is_recorded_apart_and_a_one_cell_report_renders(profiled_sweep, tmp_path):
+    store = profiled_sweep
     (record,) = disk_records(store)
     res = record["result"]
     assert len(res["steps"]) == 5 and res["summary"]["measured_steps"] == 3

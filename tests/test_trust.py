@@ -26,7 +26,12 @@ from tests.conftest import tiny_matrix
 from tests.test_compare import synthetic_set
 
 
-def test_cells_that_differ_only_in_lora_init_stay_two_configurations(rows_file, tokenizer_dir, tmp_path):
+def test_cells_that_differ_only_in_lora_init_stay_two_configurations(rows_file, tokenizer_dir, tmp_path,
+                                                                     monkeypatch):
+    """A configuration's identity comes from the cell's spec, which the launcher records: the cells' processes are
+    stood in for (what they measure is not the subject)."""
+    fake, _ = _fake_supervise(lambda n: 100.0 + n)
+    monkeypatch.setattr(sweep_module, "supervise", fake)
     m = tiny_matrix(rows_file, tokenizer_dir, axes={"lora_init": ["olora", "gaussian"]}, exclude=[],
                     measure={"warmup_steps": 1, "steps": 2})
     store = run_sweep(m, out=tmp_path / "init")
@@ -40,10 +45,8 @@ def test_cells_that_differ_only_in_lora_init_stay_two_configurations(rows_file, 
     assert baseline(df, "lora_init=olora")[0] is not None
 
 
-def test_the_profiled_step_is_never_measured(rows_file, tokenizer_dir, tmp_path):
-    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32"]}, exclude=[],
-                    measure={"warmup_steps": 1, "steps": 3, "profile": True})
-    store = run_sweep(m, out=tmp_path / "p")
+def test_the_profiled_step_is_never_measured(profiled_sweep):
+    store = profiled_sweep
     (record,) = store.records()
     assert len(record.result.steps) == 5
     measured = record.result.measured_steps()
@@ -87,7 +90,7 @@ def _fake_supervise(speeds):
     """A stand-in for the cell process: each call returns an ok record whose throughput comes from `speeds`."""
     calls = []
 
-    def supervise(spec, key, store, on_step=None, disturbance_cores=0.25):
+    def supervise(spec, key, store, on_step=None, disturbance_cores=0.25, calibrator=None):
         calls.append(spec.repeat)
         tps = speeds(len(calls))
         return CellRecord.model_validate({

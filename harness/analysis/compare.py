@@ -52,6 +52,7 @@ class Comparison:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    test: str | None = None  # which test gave the verdict ("welch": runs of two result sets are independent)
     n_base: int = 0  # runs
     n_new: int = 0
     loss_drift: float | None = None
@@ -134,7 +135,7 @@ def compare_cell(base: CellRuns, new: CellRuns, threshold: float, alpha: float, 
     if base.measured and new.measured:
         c.base_median, c.new_median = float(np.median(base.runs)), float(np.median(new.runs))
         v = decide(base.runs, new.runs, threshold=threshold, alpha=alpha)
-        c.ratio, c.ci_low, c.ci_high, c.p_value = v.ratio, v.low, v.high, v.p_value
+        c.ratio, c.ci_low, c.ci_high, c.p_value, c.test = v.ratio, v.low, v.high, v.p_value, v.test
         c.verdict = v.verdict
         if v.verdict == "inconclusive":
             notes.append(v.reason)

@@ -20,6 +20,13 @@ def _legacy(peak: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in peak.items() if k in ("bf16", "fp32")} if peak and "bf16" in peak else None
 
 
+def gemm_peak(record: CellRecord, manifest_peak: dict[str, Any] | None) -> float | None:
+    """The GEMM TFLOP/s of the cell's dtype its MFU is measured against (None where no peak was measured)."""
+    rule = precision_rule(record.config.get("precision", "bf16-autocast"))
+    top = (record_peak(record, manifest_peak) or {}).get(rule.gemm)  # absent: the recipe's
+    return float(top) if isinstance(top, (int, float)) and top > 0 else None
+
+
 def cell_efficiency(record: CellRecord, manifest_peak: dict[str, Any] | None) -> dict[str, float | None]:
     """Achieved model TFLOP/s of a cell's measured steps, its MFU and HFU against the peak of its dtype."""
     none: dict[str, float | None] = {"tflops": None, "mfu": None, "hfu": None}
@@ -43,8 +50,7 @@ def cell_efficiency(record: CellRecord, manifest_peak: dict[str, Any] | None) ->
     per_document = cfg.get("attn_implementation", "sdpa") in ("varlen", "docbatch")
     if not per_document and row_context is not None and row_context > context:
         hardware += 3 * res.model["num_hidden_layers"] * 4 * res.model["hidden_size"] * (row_context - context)
-    peak = record_peak(record, manifest_peak)
-    top = (peak or {}).get(precision_rule(cfg.get("precision", "bf16-autocast")).gemm)  # absent: the recipe's
+    top = gemm_peak(record, manifest_peak)
     tflops = flops * tps / 1e12
     return {"tflops": tflops, "mfu": tflops / top if top else None,
             "hfu": hardware * tps / 1e12 / top if top else None}

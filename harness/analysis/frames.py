@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.calibration import calibration_columns
 from harness.analysis.efficiency import cell_efficiency
 from harness.base.errors import XeonftError
 from harness.config.finetune import LATER_CONFIG_DEFAULTS
@@ -22,10 +23,10 @@ from harness.results.store import ResultStore
 
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "gradient_accumulation_steps", "seq_len", "threads",
                 "gradient_checkpointing", "attn_implementation", "lm_head", "optim", "packing", "lora_r")
-LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument")
+LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument", "replica")
 # Fields that never tell two configurations apart for a reader (set by the sweep, or the same for every cell).
 NOT_LABELS = {"max_steps", "save_checkpoints", "logging_steps", "eval_steps", "prompts", "repeat", "timeout_s",
-              "node_rank", "rdzv_endpoint", "variables"}
+              "node_rank", "rdzv_endpoint", "variables", "evaluate"}
 
 
 def configuration(record: CellRecord) -> Configuration:
@@ -116,6 +117,14 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
         "graph_breaks": comp.get("graph_breaks"),
         "compile_cache_hits": comp.get("fx_graph_cache_hits"),
         "wall_s": r.wall_seconds,
+        "data_cache": r.phases.data_cache if r.phases else None,
+        "skipped": ",".join(res.skipped) if res and res.skipped else None,
+        **{f"phase_{k}_s": v for k, v in (r.phases.seconds() if r.phases else {}).items()},
+        **calibration_columns(r),
+        # a duet's figure: over the steps it ran beside its partner (None outside duets)
+        "duet_tokens_per_s": r.duet.tokens_per_second if r.duet else None,
+        "duet_partner": r.duet.partner if r.duet else None,
+        "duet_role": r.duet.role if r.duet else None,
     })
     for k, v in _flat_spec(r).items():  # every other field of the definition, so a selector can name any of them
         row.setdefault(k, v)

@@ -1,7 +1,9 @@
-"""What the harness's own instrumentation costs, and how throughput scales with data-parallel ranks.
+"""What the harness's own instrumentation costs, where the cells' time goes, and how throughput scales with
+data-parallel ranks.
 
-Both are decided over runs: each fully instrumented run against its bare twin's runs (`instrument: [full, bare]`),
-each multi-rank configuration's throughput per core against one rank's.
+The first and the last are decided over runs: each fully instrumented run against its bare twin's runs
+(`instrument: [full, bare]`), each multi-rank configuration's throughput per core against one rank's. Where the time
+goes is summed over cells (`harness.measure.phases`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import pandas as pd
 
 from harness.base.stats import decide
 from harness.config.identity import MEASURED
+from harness.measure.phases import LABELS, PHASES
 
 
 def overhead_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -66,3 +69,24 @@ def flags(df: pd.DataFrame, cpu_has_amx: bool | None) -> pd.DataFrame:
             rows.append({"variant": r["variant"], "batch_size": r["batch_size"], "repeat": r["repeat"],
                          "flag": f"bf16 without AMX: GEMMs ran on {r.get('gemm_kernel') or 'no oneDNN kernel'}"})
     return pd.DataFrame(rows)
+
+
+def phases_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's wall time by phase, as shares of its cells' summed wall time (a row adds up to 100%),
+    and a last row for every cell of the set; the phases no cell spent time in are left out."""
+    cols = [f"phase_{p}_s" for p in PHASES]
+    if not set(cols) <= set(df.columns):
+        return pd.DataFrame()
+    timed = df[df["phase_other_s"].notna() & (df["wall_s"] > 0)]
+    if timed.empty:
+        return pd.DataFrame()
+    groups = [(f"{g['variant'].iloc[0]} batch {g['batch_size'].iloc[0]}", g) for _, g in
+              timed.groupby("identity", sort=False)] + [("all cells", timed)]
+    rows = []
+    for name, g in groups:
+        wall = float(g["wall_s"].sum())
+        rows.append({"configuration": name, "cells": len(g), "wall s": wall,
+                     **{LABELS[p]: float(g[f"phase_{p}_s"].sum()) / wall for p in PHASES}})
+    out = pd.DataFrame(rows)
+    spent = [LABELS[p] for p in PHASES if out[LABELS[p]].max() > 0]
+    return out[["configuration", "cells", "wall s", *spent]]

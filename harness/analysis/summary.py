@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.base.errors import XeonftError
-from harness.base.stats import decide, summarize_runs
+from harness.base.stats import decide_paired, decide_rounds, summarize_runs
 
 # The paper's own cell: bf16=True (autocast), eager, per-device batch 4.
 DEFAULT_BASELINE = {"precision": "bf16-autocast", "backend": "eager", "batch_size": 4}
@@ -23,7 +23,9 @@ def configurations(df: pd.DataFrame, target_half_width: float | None = None) -> 
     ok = df[df["status"] == "ok"]
     rows = []
     for ident, g in ok.groupby("identity", sort=False):
-        runs = [float(v) for v in g["tokens_per_s"] if pd.notna(v) and v > 0]
+        measured = [(int(r), float(v)) for r, v in zip(g["repeat"], g["tokens_per_s"], strict=True)
+                    if pd.notna(v) and v > 0]
+        runs = [v for _, v in measured]
         if not runs:
             continue
         iv = summarize_runs(runs)
@@ -38,12 +40,28 @@ def configurations(df: pd.DataFrame, target_half_width: float | None = None) -> 
             "sequences_per_s": g["sequences_per_s"].median(), "step_s_p50": g["step_s_p50"].median(),
             "peak_rss_gib": g["peak_rss_gib"].max(), "peak_uss_gib": g["peak_uss_gib"].max(),
             "eval_loss": g["eval_loss"].median(), "tokens_trained": g["tokens_trained"].median(),
-            "precision": first["precision"], "backend": first["backend"], "gemm_kernel": first["gemm_kernel"],
+            "precision": first["precision"], "backend": first["backend"],
+            # the kernels are logged in a configuration's first run only: it stands for the others
+            "gemm_kernel": next((k for k in df[df["identity"] == ident]["gemm_kernel"] if isinstance(k, str)), None),
             "mfu": g["mfu"].median(), "hfu": g["hfu"].median(), "compile_s": g["compile_s"].median(),
-            "recompiles": g["recompiles"].max(), "runs": runs,
+            "recompiles": g["recompiles"].max(), "runs": runs, "rounds": dict(measured),
+            "duets": _duets(df[df["identity"] == ident]),
         })
     out = pd.DataFrame(rows)
     return out.sort_values("tokens_per_s", ascending=False, ignore_index=True) if not out.empty else out
+
+
+def _duets(cells: pd.DataFrame) -> dict[str, float]:
+    """A configuration's duet figures, keyed by the duet: a reference's by its own run's key, a candidate's by its
+    partner's (the reference run it stood beside), so that the two sides of one duet meet under one key."""
+    if "duet_tokens_per_s" not in cells:
+        return {}
+    out: dict[str, float] = {}
+    for _, c in cells[cells["status"].isin(["ok", "disturbed"]) & cells["duet_tokens_per_s"].notna()].iterrows():
+        if c["status"] == "disturbed":
+            continue  # a verdict leaves a disturbed run out, in a duet as in a solo sweep
+        out[str(c["key"] if c["duet_role"] == "reference" else c["duet_partner"])] = float(c["duet_tokens_per_s"])
+    return out
 
 
 def parse_selector(text: str | None) -> dict[str, Any]:
@@ -72,12 +90,29 @@ def select(df: pd.DataFrame, selector: dict[str, Any], what: str = "baseline sel
     return list(dict.fromkeys(df[mask]["identity"]))
 
 
+def _plain(df: pd.DataFrame, identities: list[str]) -> list[str]:
+    """Of these configurations, the ones neither slowed on purpose nor a second replica."""
+    rows = df[df["identity"].isin(identities)]
+    fault = rows["inject_fault"].fillna("none") if "inject_fault" in rows else pd.Series("none", index=rows.index)
+    replica = rows["replica"].fillna("a") if "replica" in rows else pd.Series("a", index=rows.index)
+    return list(dict.fromkeys(rows[(fault == "none") & (replica == "a")]["identity"]))
+
+
 def baseline(df: pd.DataFrame, text: str | None) -> tuple[str | None, str]:
     """The one configuration a `--baseline` selector names, and a sentence about it. A selector that matches
     several configurations is refused (naming them) when the user gave it; the default one then shows none."""
+    if not text and "duet_role" in df and (df["duet_role"] == "reference").any():
+        # a duet sweep's ratios are all against its reference: no other baseline has pairs
+        refs = list(dict.fromkeys(df[df["duet_role"] == "reference"]["identity"]))
+        if len(refs) == 1:
+            return refs[0], "baseline: the duet's reference (the matrix's first configuration)"
     selector = parse_selector(text) or dict(DEFAULT_BASELINE)
     described = ", ".join(f"{k}={v}" for k, v in selector.items())
     found = select(df, selector)
+    if len(found) > 1 and not text:  # an A/A or slowdown test's twins: the plain cell is the baseline
+        plain = _plain(df, found)
+        if len(plain) == 1:
+            return plain[0], f"baseline: {described}, replica a, no injected fault"
     if len(found) == 1:
         return found[0], f"baseline: {described}"
     if not found:
@@ -91,19 +126,34 @@ def baseline(df: pd.DataFrame, text: str | None) -> tuple[str | None, str]:
                   "pick one: no speedups shown")
 
 
+# how a verdict's test is named to a reader
+TESTS = {"welch": "Welch's t-test over runs", "paired": "paired t-test over rounds",
+         "duet": "paired t-test over duets (run at once, ratios only)", None: "no test"}
+SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "speedup_verdict", "speedup_test", "speedup_reason")
+
+
 def speedups(configs: pd.DataFrame, base_identity: str | None, threshold: float = 0.05,
-             alpha: float = 0.05) -> pd.DataFrame:
-    """Each configuration's throughput against the baseline's, decided over runs: ratio, 95% interval, verdict."""
+             alpha: float = 0.01) -> pd.DataFrame:
+    """Each configuration's throughput against the baseline's, decided over runs: ratio, 95% interval, verdict and
+    the test that gave it (runs of one sweep are paired by round where that helps: `decide_rounds`)."""
     out = configs.copy()
-    for col in ("speedup", "speedup_low", "speedup_high", "speedup_verdict"):
+    for col in SPEEDUP_COLUMNS:
         out[col] = None
     if base_identity is None or configs.empty or base_identity not in set(configs["identity"]):
         return out
-    base_runs = configs.set_index("identity").loc[base_identity, "runs"]
+    base_rounds = configs.set_index("identity").loc[base_identity, "rounds"]
+    base_duets = configs.set_index("identity").loc[base_identity, "duets"] if "duets" in configs else {}
     for i, row in out.iterrows():
-        v = decide(base_runs, row["runs"], threshold=threshold, alpha=alpha)
-        out.loc[i, ["speedup", "speedup_low", "speedup_high", "speedup_verdict"]] = [v.ratio, v.low, v.high,
-                                                                                     v.verdict]
+        if row["identity"] == base_identity:
+            out.loc[i, list(SPEEDUP_COLUMNS)] = [1.0, 1.0, 1.0, "baseline", None, "the baseline itself"]
+            continue
+        shared = sorted(set(base_duets) & set(row.get("duets") or {}))
+        if base_duets:  # a duet sweep: only the ratios within duets are figures (`harness.launch.duet`)
+            v = decide_paired([base_duets[k] for k in shared], [row["duets"][k] for k in shared],
+                              threshold=threshold, alpha=alpha, test="duet")
+        else:
+            v = decide_rounds(base_rounds, row["rounds"], threshold=threshold, alpha=alpha)
+        out.loc[i, list(SPEEDUP_COLUMNS)] = [v.ratio, v.low, v.high, v.verdict, v.test, v.reason]
     return out
 
 
@@ -118,16 +168,18 @@ def headline(configs: pd.DataFrame, base_identity: str | None) -> str | None:
     if best["ci_low"] is not None and pd.notna(best["ci_low"]):
         text += f", 95% interval {best['ci_low']:.1f}-{best['ci_high']:.1f}"
     text += ")"
+    if "duets" in configs and any(bool(d) for d in configs["duets"]):
+        text += " [duet figures: each cell on half the cores beside another; only the ratios compare]"
     if best["identity"] == base_identity:
         text += ", which is the baseline"
     elif best["speedup_low"] is None or pd.isna(best["speedup_low"]):
         text += f"; {best['speedup']:.2f}x the baseline, too few runs for an interval: cannot tell"
     elif best["speedup_low"] <= 1.0 <= best["speedup_high"]:
         text += (f"; not distinguishable from the baseline ({best['speedup']:.2f}x, 95% interval "
-                 f"{best['speedup_low']:.2f}-{best['speedup_high']:.2f} includes 1)")
+                 f"{best['speedup_low']:.2f}-{best['speedup_high']:.2f} includes 1; {TESTS.get(best['speedup_test'])})")
     else:
         text += (f"; {best['speedup']:.2f}x the baseline (95% interval {best['speedup_low']:.2f}-"
-                 f"{best['speedup_high']:.2f})")
+                 f"{best['speedup_high']:.2f}; {TESTS.get(best['speedup_test'])})")
     if pd.notna(best.get("eval_loss")) and pd.notna(base.get("eval_loss")) and best["identity"] != base_identity:
         if pd.notna(best["tokens_trained"]) and best["tokens_trained"] == base["tokens_trained"]:
             text += (f"; eval loss {best['eval_loss']:.4f} ({best['eval_loss'] / base['eval_loss'] - 1:+.2%} vs the "

@@ -16,6 +16,11 @@ VALUE = 60  # characters of one value shown inside a message
 _SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 3, 8, 8, 6, 6
 _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = VALUE
+# a value of at most this many items, however deeply nested, is shown to any depth (its repr is short anyway)
+_DEEP = reprlib.Repr()
+_DEEP.maxlevel = _DEEP.maxlist = _DEEP.maxtuple = _DEEP.maxdict = _DEEP.maxset = 64
+_DEEP.maxstring = _DEEP.maxother = _DEEP.maxlong = 10 * VALUE
+SMALL_ITEMS = 64
 COUNT_CAP = 10_000_000  # values counted inside a nested value before giving up (aliases can make billions)
 
 
@@ -31,6 +36,24 @@ def _leaves(value: object) -> int:
     return total
 
 
+def _small(value: object, cap: int = SMALL_ITEMS) -> bool:
+    """Whether a nested value holds at most `cap` items in all (lists, tuples, sets and dicts walked, keys too),
+    none of them a long string or number: `_DEEP` then shows it whole, with nothing cut."""
+    seen, todo = 0, [value]
+    while todo:
+        item = todo.pop()
+        seen += 1
+        if seen > cap or (isinstance(item, str) and len(item) > 5 * VALUE) or (
+                isinstance(item, int) and abs(item).bit_length() > 1000):
+            return False
+        if isinstance(item, Mapping):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend(item)
+    return True
+
+
 def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
@@ -40,8 +63,12 @@ def describe(value: object, limit: int = VALUE, bare: bool = False) -> str:
     it and its size. Built by reprlib, so a huge nested value is never printed whole, even on the way."""
     if bare and isinstance(value, str) and len(value) <= limit and value.isprintable():
         return value
-    text = _SHORT.repr(value)
-    cut = "..." in text and "..." not in (value if isinstance(value, str) else "")
+    whole = _small(value)
+    try:
+        text = (_DEEP if whole else _SHORT).repr(value)
+    except ValueError:  # an int past Python's 4,300-digit limit for str()
+        whole, text = False, f"<{type(value).__name__} too large to show>"
+    cut = not whole and "..." in text and "..." not in (value if isinstance(value, str) else "")
     if len(text) <= limit and not cut:
         return text
     if isinstance(value, str):

@@ -7,6 +7,7 @@ Each returns None when the file is plausibly what it claims, else the problem as
 
 from __future__ import annotations
 
+import codecs
 import json
 import struct
 from pathlib import Path
@@ -18,6 +19,13 @@ PARQUET_MAGIC = b"PAR1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
         (b"\xfe\xff", "UTF-16"))
+GZIP_MAGIC = b"\x1f\x8b"
+TAR_MAGIC, TAR_MAGIC_AT = b"ustar", 257  # POSIX and GNU tar headers both carry it there
+# formats a file named for another may turn out to be, by their first bytes
+MAGICS = ((b"PK\x03\x04", "a zip archive"), (b"PK\x05\x06", "a zip archive (empty)"),
+          (SQLITE_MAGIC, "an SQLite database"), (GGUF_MAGIC, "a GGUF file"), (PARQUET_MAGIC, "a Parquet file"),
+          (b"BZh", "a bzip2 stream"), (b"\xfd7zXZ\x00", "an xz stream"), (b"\x28\xb5\x2f\xfd", "a zstd stream"),
+          (GZIP_MAGIC, "a gzip stream"))
 
 
 def _head(path: Path, n: int) -> bytes:
@@ -28,6 +36,38 @@ def _head(path: Path, n: int) -> bytes:
 def show_bytes(data: bytes) -> str:
     """A few bytes as a reader can compare them with a magic number."""
     return repr(data[:8])
+
+
+def kind_of(head: bytes) -> str | None:
+    """What a file's first bytes (512 or more) say it is, in words ("a zip archive", "text (starting '{"a')"), for
+    the formats xeonft meets; None when they say nothing known."""
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    if head[TAR_MAGIC_AT:TAR_MAGIC_AT + len(TAR_MAGIC)] == TAR_MAGIC:
+        return "a plain (uncompressed) tar"
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return f"{name} text"
+    try:  # a multi-byte character cut at the end of `head` is still text
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return f"text (starting {text[:16]!r})"
+    return None
+
+
+def gzip_problem(path: Path, what: str = "a gzip stream") -> str | None:
+    """A gzip stream starts with b'\\x1f\\x8b' (RFC 1952); a file that does not is named for what it is (a zip, an
+    SQLite database, a plain tar, text) where its bytes say so."""
+    head = _head(path, 512)
+    if head.startswith(GZIP_MAGIC):
+        return None
+    if not head:
+        return f"is empty (0 bytes), not {what}"
+    kind = kind_of(head)
+    return f"is {kind}, not {what}" if kind else f"is not {what}: it starts with {show_bytes(head)}, not b'\\x1f\\x8b'"
 
 
 def gguf_problem(path: Path) -> str | None:

@@ -10,14 +10,17 @@ measured seconds), and every verdict here is computed from those values only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-__all__ = ["Interval", "Verdict", "bootstrap_ratio_ci", "decide", "enough_runs", "summarize_runs"]
+__all__ = ["Interval", "Verdict", "bootstrap_ratio_ci", "decide", "decide_paired", "decide_rounds", "enough_runs",
+           "summarize_runs"]
+# A paired verdict needs this many rounds in which both configurations ran (two pairs leave one degree of freedom).
+MIN_PAIRS = 3
 
 # Below this standard error (in log units, i.e. a relative 1e-12) the runs are treated as exactly equal: the
 # arithmetic of identical values leaves ulp-sized residues that must not turn into a t statistic.
@@ -50,6 +53,8 @@ class Verdict:
     n_base: int
     n_new: int
     reason: str  # one short sentence a user can read
+    test: str = "welch"  # which test gave it: "welch" (independent runs), "paired" (runs paired by round) or
+    # "duet" (runs paired by duet: each pair ran at the same time, on the two halves of the cores)
 
 
 def _positive(values: Sequence[float], name: str = "values") -> npt.NDArray[np.float64]:
@@ -112,11 +117,7 @@ def decide(
     `threshold`; "unchanged" needs evidence too (the interval of the ratio lies within +/- threshold, or the change
     is significant but smaller than the threshold), so too few or too noisy runs give "inconclusive", never a guess.
     """
-    _check_confidence(confidence)
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    _check_rule(threshold, alpha, confidence)
     b, w = _positive(base, "base"), _positive(new, "new")
     n_base, n_new = int(b.size), int(w.size)
     lb, lw = np.log(b), np.log(w)
@@ -130,16 +131,24 @@ def decide(
     ratio = math.exp(diff)
     vb, vw = float(np.var(lb, ddof=1)) / n_base, float(np.var(lw, ddof=1)) / n_new
     se = math.sqrt(vb + vw)
-    if se <= _EXACT:
-        # Both sides are (numerically) constant: the difference is known exactly, there is nothing to test.
-        p_value = 1.0 if abs(diff) <= _EXACT else 0.0
-        low = high = ratio
-    else:
-        dof = (vb + vw) ** 2 / (vb**2 / (n_base - 1) + vw**2 / (n_new - 1))  # Welch-Satterthwaite
-        p_value = float(2.0 * stats.t.sf(abs(diff) / se, dof))
-        margin = float(stats.t.ppf(0.5 + confidence / 2.0, dof)) * se
-        low, high = math.exp(diff - margin), math.exp(diff + margin)
+    dof = (vb + vw) ** 2 / (vb**2 / (n_base - 1) + vw**2 / (n_new - 1)) if se > _EXACT else 1.0  # Welch-Satterthwaite
+    p_value, low, high = _t_interval(diff, se, dof, confidence)
+    return _worded(ratio, low, high, p_value, n_base, n_new, runs, threshold, alpha, "welch")
 
+
+def _t_interval(diff: float, se: float, dof: float, confidence: float) -> tuple[float, float, float]:
+    """The two-sided p-value of a log difference and its ratio's interval, from its standard error. Where both
+    sides are (numerically) constant the difference is known exactly: there is nothing to test."""
+    if se <= _EXACT:
+        return (1.0 if abs(diff) <= _EXACT else 0.0), math.exp(diff), math.exp(diff)
+    p_value = float(2.0 * stats.t.sf(abs(diff) / se, dof))
+    margin = float(stats.t.ppf(0.5 + confidence / 2.0, dof)) * se
+    return p_value, math.exp(diff - margin), math.exp(diff + margin)
+
+
+def _worded(ratio: float, low: float, high: float, p_value: float, n_base: int, n_new: int, runs: str,
+            threshold: float, alpha: float, test: str) -> Verdict:
+    """The verdict from a ratio, its interval and p-value: the same rule for every test."""
     lo_edge, hi_edge = 1.0 - threshold, 1.0 + threshold
     band = f"±{threshold * 100:g}%"
     span = f"interval {low:.2f}-{high:.2f}"
@@ -159,7 +168,71 @@ def decide(
     else:
         verdict = "inconclusive"
         reason = f"{runs}; {span} reaches beyond {band} but p={p_value:.2g} is not below {alpha:g}"
-    return Verdict(verdict, ratio, low, high, p_value, n_base, n_new, reason)
+    return Verdict(verdict, ratio, low, high, p_value, n_base, n_new, reason, test)
+
+
+def _check_rule(threshold: float, alpha: float, confidence: float) -> None:
+    _check_confidence(confidence)
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def decide_paired(
+    base: Sequence[float],
+    new: Sequence[float],
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+    test: str = "paired",
+) -> Verdict:
+    """The verdict from runs paired by round: `base[i]` and `new[i]` ran in the same round of one sweep, minutes
+    apart, and share that round's drift (the host's neighbours, its frequency, a warming cache). The paired t-test
+    on the log differences removes what the pair shares; what is left is the noise between two neighbouring runs.
+    With `test="duet"` the pairs ran at the same time (`harness.launch.duet`): the same test, closer neighbours.
+    """
+    _check_rule(threshold, alpha, confidence)
+    b, w = _positive(base, "base"), _positive(new, "new")
+    if b.size != w.size:
+        raise ValueError(f"paired runs need as many base as new values ({b.size} and {w.size})")
+    n = int(b.size)
+    runs = f"{n} pair{'s' if n != 1 else ''} of runs, " + ("run at once (duets)" if test == "duet" else
+                                                           "paired by round")
+    d = np.log(w) - np.log(b)
+    if n < 2:
+        ratio = math.exp(float(np.mean(d))) if n else math.nan
+        return Verdict("inconclusive", ratio, None, None, None, n, n,
+                       f"only {runs}; at least 2 are needed for a verdict", test)
+    diff = float(np.mean(d))
+    ratio = math.exp(diff)
+    se = float(np.std(d, ddof=1)) / math.sqrt(n)
+    p_value, low, high = _t_interval(diff, se, n - 1, confidence)
+    return _worded(ratio, low, high, p_value, n, n, runs, threshold, alpha, test)
+
+
+def _width(v: Verdict) -> float:
+    return math.inf if v.low is None or v.high is None else math.log(v.high) - math.log(v.low)
+
+
+def decide_rounds(
+    base: Mapping[int, float],
+    new: Mapping[int, float],
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+) -> Verdict:
+    """The verdict on two configurations of one sweep, each given as {round: throughput}. Where at least
+    MIN_PAIRS rounds hold both, the runs are paired by round and the paired test is used when its interval is
+    narrower than Welch's over all the runs (pairing helps when the rounds drift together); otherwise Welch's. The
+    verdict names the test it used. (The choice of the narrower interval is part of the procedure whose false
+    alarm rate `bench/power.py` measures by simulation.)"""
+    welch = decide(list(base.values()), list(new.values()), threshold, alpha, confidence)
+    common = sorted(set(base) & set(new))
+    if len(common) < MIN_PAIRS:
+        return welch
+    paired = decide_paired([base[r] for r in common], [new[r] for r in common], threshold, alpha, confidence)
+    return paired if _width(paired) < _width(welch) else welch
 
 
 def enough_runs(values: Sequence[float], target_half_width: float, min_runs: int, max_runs: int) -> bool:

@@ -6,6 +6,7 @@ Each probe covers a step that is never measured, because each slows the step it 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -19,6 +20,7 @@ def _probe_class() -> type:
 
         def __init__(self, step: int) -> None:
             self.step, self.summary, self._ctx = step, None, None  # type: Any, Any, Any
+            self.parse_seconds = 0.0  # reading and summarizing the log, after the step the tracker timed
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.step >= 1 and state.global_step + 1 == self.step:
@@ -27,9 +29,11 @@ def _probe_class() -> type:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self._ctx is not None:
+                t0 = time.monotonic()
                 self._ctx.__exit__(None, None, None)
                 self._ctx = None
                 self.summary = summarize(self._lines)
+                self.parse_seconds = time.monotonic() - t0
 
     return Probe
 

@@ -10,6 +10,25 @@ PLACEMENTS_VAR = "XEONFT_RANK_PLACEMENTS"  # JSON list, one {cpus, mem_node} per
 BOUND_VAR = "XEONFT_BOUND"
 UNAVAILABLE_PREFIX = "xeonft: unavailable:"  # the stderr line of a cell that cannot run here (exit code 3)
 ERROR_PREFIX = "xeonft: error:"  # the stderr line of a cell given bad input (exit code 2)
+# A duet's meeting point: "<folder>:<name>:<count>". Each cell writes <folder>/<name> when its timing warm-up is
+# over and waits (at most DUET_WAIT_S) until <count> files are there, so both start their measured steps together.
+DUET_VAR = "XEONFT_DUET_BARRIER"
+DUET_WAIT_S = 900.0
+
+
+def meet(barrier: str, wait_s: float = DUET_WAIT_S, poll_s: float = 0.01) -> float:
+    """Arrive at a duet's barrier and wait for the others; return the seconds waited. A partner that never comes
+    (it failed) releases the wait after `wait_s`: the launcher then finds no overlap and says so."""
+    import time
+    from pathlib import Path
+
+    folder, name, count = barrier.rsplit(":", 2)
+    here = Path(folder)
+    (here / name).write_text("", encoding="utf-8")
+    started = time.monotonic()
+    while len(list(here.iterdir())) < int(count) and time.monotonic() - started < wait_s:
+        time.sleep(poll_s)
+    return time.monotonic() - started
 
 
 def world() -> tuple[int, int, int]:

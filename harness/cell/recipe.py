@@ -8,11 +8,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.cell import prepared
 from harness.cell.attention import use_attention
 from harness.cell.checkpointing import use_selective_checkpointing
 from harness.cell.head import use_fused_head
@@ -168,6 +170,14 @@ def _measured_trainer_class() -> type:
 
         batch_observer: Any = None
         ipex_dtype: torch.dtype | None = None  # set: ipex.optimize model and optimizer once the optimizer exists
+        prep_seconds = 0.0  # time trl spent preparing (tokenizing, packing) the datasets as the trainer was built
+
+        def _prepare_dataset(self, *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return super()._prepare_dataset(*args, **kwargs)
+            finally:
+                self.prep_seconds += time.perf_counter() - t0
 
         def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
             optimizer = super().create_optimizer(*args, **kwargs)
@@ -216,13 +226,53 @@ def time_allreduce(model: Any, observer: Any) -> bool:
     return True
 
 
+@dataclass
+class PreparedData:
+    """A cell's datasets as trl prepares them, from the prepared-data cache (`harness.cell.prepared`) where both
+    splits are in it (`hit`); else the keys under which the trainer's own preparation is kept (`keep`)."""
+
+    use: str
+    keys: dict[str, str] = field(default_factory=dict)
+    train: Any = None
+    eval: Any = None
+
+    @property
+    def hit(self) -> bool:
+        return self.use == "hit"
+
+    @classmethod
+    def find(cls, args: Any, tokenizer: Any, train_ds: Any, eval_ds: Any | None, cache: bool) -> PreparedData:
+        if not cache:
+            return cls(use="off")
+        tok = prepared.tokenizer_digest(tokenizer)
+        eval_packing = args.packing if getattr(args, "eval_packing", None) is None else args.eval_packing
+        keys = {"train": prepared.prep_key("train", prepared.rows_digest(train_ds), tok, args, args.packing)}
+        if eval_ds is not None:
+            keys["eval"] = prepared.prep_key("eval", prepared.rows_digest(eval_ds), tok, args, eval_packing)
+        found = {split: prepared.load(key) for split, key in keys.items()}
+        if all(ds is not None for ds in found.values()):  # both or neither: trl prepares all its splits, or none
+            return cls(use="hit", keys=keys, train=found["train"], eval=found.get("eval"))
+        return cls(use="miss", keys=keys)
+
+    def keep(self, train: Any, evaluation: Any | None) -> None:
+        """After a miss, the trainer's prepared splits, stored for the next cell."""
+        if self.use != "miss":
+            return
+        for split, ds in (("train", train), ("eval", evaluation)):
+            if split in self.keys and ds is not None and prepared.load(self.keys[split]) is None:
+                prepared.store(self.keys[split], ds)
+
+
 def build_trainer(
     cfg: FinetuneConfig, model: Any, tokenizer: Any, train_ds: Any, eval_ds: Any | None, output_dir: Path,
-    callbacks: list[Any] | None = None,
+    callbacks: list[Any] | None = None, cache: bool | None = None,
 ) -> Any:
     """An SFTTrainer over a peft model (already wrapped by the caller, so it can save the initial adapter).
 
-    A callback with an `on_batch(tokens, sequences, **work)` method is told what each micro-batch holds.
+    A callback with an `on_batch(tokens, sequences, **work)` method is told what each micro-batch holds. The
+    datasets come prepared from the prepared-data cache where it holds them (`cache`: None follows
+    `XEONFT_DATA_CACHE`); the trainer's `prep_seconds` is the time preparing (or reading) them took, its
+    `data_cache` hit, miss or off.
     """
     model.config.use_cache = False
     use_attention(model, cfg.attn_implementation)
@@ -236,14 +286,28 @@ def build_trainer(
         # Checkpointed blocks over frozen embeddings need inputs that require grad; trl >= 1 does this for a
         # peft model it is handed, trl 0.18 (the seed-2025 stack) only for one it wraps itself.
         model.enable_input_require_grads()
+    args = sft_config(cfg, output_dir, has_eval=eval_ds is not None)
+    t0 = time.perf_counter()
+    data = PreparedData.find(args, tokenizer, train_ds, eval_ds, cache=prepared.enabled() if cache is None else cache)
+    if data.hit:  # trl would pack the packed rows again: it is told they are ready
+        args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        train, evaluation = data.train, data.eval
+    else:
+        train = tokenize(train_ds, tokenizer)
+        evaluation = tokenize(eval_ds, tokenizer) if eval_ds is not None else None
+    prep = time.perf_counter() - t0
     trainer = _measured_trainer_class()(
         model=model,
-        args=sft_config(cfg, output_dir, has_eval=eval_ds is not None),
-        train_dataset=tokenize(train_ds, tokenizer),
-        eval_dataset=tokenize(eval_ds, tokenizer) if eval_ds is not None else None,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    t0 = time.perf_counter()
+    data.keep(trainer.train_dataset, trainer.eval_dataset)
+    trainer.prep_seconds += prep + time.perf_counter() - t0
+    trainer.data_cache = data.use
     trainer.batch_observer = next((c for c in callbacks or [] if hasattr(c, "on_batch")), None)
     if cfg.backend == "ipex":
         load_ipex()  # fail early, before the first step

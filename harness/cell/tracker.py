@@ -24,7 +24,7 @@ class StepTracker(TrainerCallback):
     """
 
     def __init__(self, on_step: Callable[[int, int], None] | None = None, timing_warmup: int = 0,
-                 measured: int | None = None) -> None:
+                 measured: int | None = None, meet: Callable[[], float] | None = None) -> None:
         self.steps: list[Step] = []
         self._window = measured_window(timing_warmup, measured)
         self.noise: NoiseWindow | None = None
@@ -42,6 +42,8 @@ class StepTracker(TrainerCallback):
         self._data_seconds = 0.0
         self._allreduce_seconds = 0.0
         self.own_seconds = 0.0  # time spent in this tracker's own hooks (its share of the harness's overhead)
+        self._meet = meet  # a duet's barrier, met between the timing warm-up and the measured steps
+        self.met_seconds: float | None = None  # how long it waited there for its partner
 
     def on_allreduce(self, seconds: float) -> None:
         """One gradient bucket's all-reduce, from launch to completion (it may overlap the backward pass)."""
@@ -49,7 +51,14 @@ class StepTracker(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.memory.end("load")
+        self._meet_partner(0)
         self._last_event = time.perf_counter()
+
+    def _meet_partner(self, done: int) -> None:
+        """At the start of the measured steps, wait for a duet's partner (not counted in any step)."""
+        if self._meet is not None and done == self._window.start and self.met_seconds is None:
+            self.met_seconds = self._meet()
+            self._last_event = time.perf_counter()
 
     def on_batch(self, tokens: int, sequences: int, **work: int) -> None:
         """Told by the trainer, which adds the time it took to count them to `own_seconds`."""
@@ -70,6 +79,8 @@ class StepTracker(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         now = time.perf_counter()
         self._step_end(state, now)
+        if len(self.steps) == self._window.start:
+            self._meet_partner(len(self.steps))
         if len(self.steps) == self._window.stop and self.noise is not None and len(self.measured_epoch) == 1:
             self.noise.stop()
             self.measured_epoch.append(time.time())
@@ -82,7 +93,7 @@ class StepTracker(TrainerCallback):
                                compute_seconds=compute, data_seconds=self._data_seconds,
                                tokens=self._tokens, sequences=self._sequences,
                                loss=None, allreduce_seconds=self._allreduce_seconds, hwm_bytes=vm_hwm(),
-                               **self._work))
+                               ended=time.time(), **self._work))
         self._tokens = self._sequences = 0
         self._work = dict.fromkeys(WORK, 0)
         self._allreduce_seconds = 0.0
@@ -129,16 +140,22 @@ class StepTracker(TrainerCallback):
 class SlowSteps(TrainerCallback):
     """inject_fault: slow, a real slowdown inside each step so that the step times carry it (for testing verdicts).
 
-    Listed after the tracker, so its wait falls inside the step the tracker times and outside the tracker's own
-    overhead. Each step waits as long as the previous step's own work took (its time less its wait): steps take
-    about twice as long, and the waits do not compound.
+    Listed before the tracker: its `on_step_end` runs first, so the wait falls inside the step the tracker times
+    and outside the tracker's own overhead. Each step waits `fraction` of its own work (from its begin to its end,
+    as this callback sees them): `slow` (1.0) makes steps about twice as long, `slow:10%` 10% longer. The wait
+    goes by the step itself, not the one before: the warm-up step, slower than the rest, must not lengthen the
+    first measured one.
     """
 
-    def __init__(self, tracker: StepTracker) -> None:
-        self._tracker = tracker
-        self._waited = 0.0
+    def __init__(self, fraction: float = 1.0) -> None:
+        self._fraction = fraction
+        self._began = 0.0
+        self.waits: list[float] = []
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._tracker.steps:
-            self._waited = max(0.0, (self._tracker.steps[-1].compute_seconds or 0.0) - self._waited)
-            time.sleep(self._waited)
+        self._began = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        wait = self._fraction * (time.perf_counter() - self._began)
+        self.waits.append(wait)
+        time.sleep(wait)

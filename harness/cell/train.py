@@ -5,6 +5,7 @@ This is the worker's cell (`train_cell`); the launcher's side of a cell is `harn
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import tempfile
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.cell.protocol import PLACEMENTS_VAR, progress_line, world
-from harness.config.spec import CellSpec
+from harness.cell.protocol import DUET_VAR, PLACEMENTS_VAR, meet, progress_line, world
+from harness.config.spec import CellSpec, slow_fraction
 from harness.results.records import CellResult
 
 
@@ -53,8 +54,10 @@ def train_cell(spec: CellSpec) -> CellResult:
     from harness.config.finetune import COMPILED
     from harness.measure.fingerprint import packages, versions, xeonft_commit
     from harness.measure.host import current_binding
+    from harness.measure.phases import WorkerClock
 
     cfg = spec.config
+    clock = WorkerClock(began=time.monotonic())
     rank, local_rank, world_size = world()
     if cfg.threads and world_size == 1:
         torch.set_num_threads(cfg.threads)
@@ -67,11 +70,18 @@ def train_cell(spec: CellSpec) -> CellResult:
         load_ipex()  # unavailable before a minute is spent loading the model
     t0 = time.perf_counter()
     train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
+    clock.data_load = time.perf_counter() - t0
     loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
     peft_model = get_peft_model(loaded.model, lora_config(cfg))
+    clock.model_load = time.perf_counter() - t0 - clock.data_load
     fault = spec.launch.inject_fault
+    # a configuration's first run evaluates and logs oneDNN's kernels; its other runs measure the same steps without
+    # them, unless the matrix asks for an evaluation in every run
+    first = spec.repeat == 0
+    evaluate = eval_ds is not None and (first or spec.evaluate == "every")
+    skipped = [*([] if evaluate or eval_ds is None else ["eval"]), *([] if first or bare_run(spec) else ["onednn"])]
 
-    bare = spec.launch.instrument == "bare"
+    bare = bare_run(spec)
 
     def on_step(step: int, total: int) -> None:
         if not bare:
@@ -79,17 +89,28 @@ def train_cell(spec: CellSpec) -> CellResult:
         if step == 1 and fault in ("crash", "hang", "oom") and rank == world_size - 1:  # the last rank dies
             _inject(fault)
 
-    tracker = StepTracker(on_step=on_step, timing_warmup=spec.timing_warmup_steps, measured=spec.measured_steps)
-    probe = onednn_probe(spec.timing_warmup_steps) if not bare else None
+    barrier = os.environ.get(DUET_VAR)
+    tracker = StepTracker(on_step=on_step, timing_warmup=spec.timing_warmup_steps, measured=spec.measured_steps,
+                          meet=functools.partial(meet, barrier) if barrier else None)
+    probe = onednn_probe(spec.timing_warmup_steps) if not bare and first else None
     prof = profiler(spec.timing_warmup_steps + spec.measured_steps + 1) if spec.profile else None
-    slow = SlowSteps(tracker) if fault == "slow" else None
+    fraction = slow_fraction(fault)
+    slow = SlowSteps(fraction) if fraction is not None else None
     with tempfile.TemporaryDirectory(prefix="xeonft-cell-") as tmp:
-        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds, Path(tmp),
-                                [c for c in (tracker, slow, probe, prof) if c is not None])
+        t1 = time.perf_counter()
+        trainer = build_trainer(cfg, peft_model, loaded.tokenizer, train_ds, eval_ds if evaluate else None, Path(tmp),
+                                [c for c in (slow, tracker, probe, prof) if c is not None])
+        clock.data_prep = trainer.prep_seconds
+        clock.trainer_build = time.perf_counter() - t1 - trainer.prep_seconds
+        clock.data_cache = trainer.data_cache
         setup_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
         trainer.train()
+        clock.train = time.perf_counter() - t1
+    if probe is not None and probe.summary is not None:
+        clock.verbose_step, clock.verbose_parse = probe.step, probe.parse_seconds
     evals = [e for e in tracker.evals if "eval_loss" in e]
-    return CellResult(
+    result = CellResult(
         summary=tracker.summary(spec.timing_warmup_steps, spec.measured_steps),
         steps=tracker.steps,
         evals=tracker.evals,
@@ -115,4 +136,12 @@ def train_cell(spec: CellSpec) -> CellResult:
         noise=tracker.noise_readings(),
         measured_epoch=tracker.measured_epoch,
         memory_phases=tracker.memory.summary(),
+        skipped=skipped or None,
     )
+    result.clock = clock.model_copy(update={"ended": time.monotonic()})
+    return result
+
+
+def bare_run(spec: CellSpec) -> bool:
+    """A bare cell runs without the harness's probes (the step clock stays): what instrumentation costs."""
+    return spec.launch.instrument == "bare"

@@ -6,19 +6,22 @@ A verb's module imports its stage's code inside `run`, so that `xeonft VERB --he
 
 from harness.commands.base import Command
 from harness.commands.bisect import Bisect
+from harness.commands.bundle import Bundle
 from harness.commands.cache import Cache
 from harness.commands.compare import Compare
 from harness.commands.env import Env
 from harness.commands.fetch import Fetch
 from harness.commands.finetune import Finetune
 from harness.commands.history import History
+from harness.commands.imports import Import
+from harness.commands.machines import Machines
 from harness.commands.merge import Merge
 from harness.commands.peak import Peak
 from harness.commands.report import Report
 from harness.commands.run import Run
 from harness.commands.size import Size
 
-COMMANDS: tuple[type[Command], ...] = (Fetch, Finetune, Run, Report, Compare, Merge, Size, Peak, History, Bisect, Env,
-                                       Cache)
+COMMANDS: tuple[type[Command], ...] = (Fetch, Finetune, Run, Report, Compare, Merge, Bundle, Import, Size, Peak,
+                                       History, Machines, Bisect, Env, Cache)
 
 __all__ = ["COMMANDS", "Command"]

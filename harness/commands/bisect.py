@@ -30,6 +30,8 @@ class Bisect(Command):
         parser.add_argument("--threshold", default="5%")
         parser.add_argument("--alpha", type=float, default=0.01)
         parser.add_argument("--out", help="result set (default results/bisect-LIB-GOOD-BAD)")
+        parser.add_argument("--catalog", default="results/catalog.sqlite", help="the catalog the result set "
+                            "joins: an SQLite file or a postgresql://USER@HOST/DATABASE URL")
         parser.add_argument("--allow-torch-stacks", action="store_true",
                             help="let the stacks pin torch (bisecting torch itself): each downloads a torch build of "
                             "its own, from PyPI on Linux x86_64 the CUDA build (6.3 GB for torch 2.8.0)")
@@ -41,12 +43,15 @@ class Bisect(Command):
         from harness.analysis.compare import parse_threshold
         from harness.history import catalog
         from harness.history.bisect_run import run_bisect
+        from harness.history.catalog_db import CatalogLocation
+
+        where = CatalogLocation.parse(args.catalog)  # a wrong URL: before any stack is built
 
         out = Path(args.out or Path("results") / f"bisect-{args.lib[0]}-{args.good}-{args.bad}")
         result, timings = run_bisect(args.lib, args.good, args.bad, args.matrix, args.cell, out, runs=args.runs,
                                      max_runs=args.max_runs, threshold=parse_threshold(args.threshold),
                                      alpha=args.alpha, metric=args.metric, allow_torch=args.allow_torch_stacks)
-        warning = catalog.add_after_run(out, catalog.default_path(Path("results")))
+        warning = catalog.add_after_run(out, where)
         if warning:
             print(f"warning: {warning}")
         for line in report_lines(result, args.lib, timings, args.metric):

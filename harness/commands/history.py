@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.commands.base import Command
+
+if TYPE_CHECKING:
+    from harness.history.catalog_db import CatalogLocation
 
 
 class History(Command):
@@ -30,7 +34,9 @@ class History(Command):
                             help="only cells matching key=value[,key=value] (e.g. precision=bf16,batch_size=4)")
         parser.add_argument("--by", default="transformers",
                             help="transformers | torch | peft | trl | ... | date | commit")
-        parser.add_argument("--catalog", default="results/catalog.sqlite", help="the catalog file")
+        parser.add_argument("--catalog", default="results/catalog.sqlite",
+                            help="the catalog: an SQLite file, or a postgresql://USER@HOST/DATABASE URL several "
+                            "machines share (default results/catalog.sqlite)")
         parser.add_argument("--out", default="reports/history",
                             help="the trend page's folder (default reports/history)")
         parser.add_argument("--threshold", default="5%", help="smallest change that counts (default 5%%)")
@@ -40,12 +46,13 @@ class History(Command):
     def run(cls, args: argparse.Namespace) -> int:
         from harness.analysis.compare import parse_threshold
         from harness.history import catalog
+        from harness.history.catalog_db import CatalogLocation
 
-        db = Path(args.catalog)
+        db = CatalogLocation.parse(args.catalog)
         if args.rebuild:
             return rebuild(db, [Path(f) for f in args.add])
         for folder in args.add:
-            print(f"{folder}: {catalog.add(Path(folder), db)} runs in the catalog")
+            print(f"{folder}: {catalog.add(Path(folder), db)} runs in the catalog {db}")
         threshold = parse_threshold(args.threshold)
         if args.check:
             return check(Path(args.check), db, threshold, args.alpha)
@@ -53,7 +60,7 @@ class History(Command):
         return 0
 
 
-def rebuild(db: Path, extra: list[Path]) -> int:
+def rebuild(db: CatalogLocation, extra: list[Path]) -> int:
     """A catalog made anew from the result sets it indexed: what was added, what could not be, where the old went."""
     from harness.history import catalog
 
@@ -68,7 +75,7 @@ def rebuild(db: Path, extra: list[Path]) -> int:
     return 0
 
 
-def check(result_set: Path, db: Path, threshold: float, alpha: float) -> int:
+def check(result_set: Path, db: CatalogLocation, threshold: float, alpha: float) -> int:
     """Each cell's verdict against the last good run of it; the exit code a CI job gates on: 1 when one regressed
     (slower, or failing where it measured before)."""
     from harness.history.check import check as verdicts_of
@@ -79,7 +86,7 @@ def check(result_set: Path, db: Path, threshold: float, alpha: float) -> int:
     return 1 if any(v.regressed for v in verdicts) else 0
 
 
-def trend(db: Path, by: str, cell: str | None, out: Path, threshold: float, alpha: float) -> None:
+def trend(db: CatalogLocation, by: str, cell: str | None, out: Path, threshold: float, alpha: float) -> None:
     """Each configuration's series by `by`, its change points printed, and the trend page written to `out`."""
     from harness.analysis.summary import parse_selector
     from harness.history import catalog

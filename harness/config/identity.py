@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.config.finetune import LATER_CONFIG_DEFAULTS
-from harness.config.spec import CellSpec
+from harness.config.spec import CellSpec, slow_fraction
 
 Status = Literal["ok", "failed", "oom", "timeout", "unavailable", "disturbed"]
 STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
@@ -39,13 +39,21 @@ RERUN_IF_RETRYING = frozenset({"failed", "oom", "timeout"})
 PROBE_RETRY = frozenset(STATUSES) - {"ok", "oom"}
 
 NO_FAULT = "none"
-# An injected fault that leaves a cell comparable to its normal twin: it only slows the steps.
-COMPARABLE_FAULTS = (NO_FAULT, "slow")
+
+
+def comparable_fault(fault: str) -> bool:
+    """An injected fault that leaves a cell comparable to its normal twin: none, or one that only slows the steps
+    (`slow`, `slow:N%`)."""
+    return fault == NO_FAULT or slow_fraction(fault) is not None
+
 
 # Launch settings the match key leaves out: a fault injected on purpose, and which node of a multi-node cell ran.
 OUTSIDE_MATCH = ("inject_fault", "node_rank")
+# Spec fields no key holds: which runs of a configuration evaluate (the measured steps are the same either way).
+OUTSIDE_EVERY_KEY = ("evaluate",)
 # Launch settings that joined later: left out of a cell's hash at their defaults, so earlier keys stay valid.
-LATER_LAUNCH_DEFAULTS: dict[str, Any] = {"instrument": "full", "memory_limit": None, "stack": None}
+LATER_LAUNCH_DEFAULTS: dict[str, Any] = {"instrument": "full", "memory_limit": None, "stack": None, "replica": "a",
+                                         "duet": False}
 
 
 def should_run(recorded: str | None, resume: bool = True, retry: Collection[str] = ()) -> bool:
@@ -60,9 +68,10 @@ def retried(retry_failed: bool) -> frozenset[str]:
 
 
 def hashed_document(spec: CellSpec, exclude: dict[str, Any]) -> dict[str, Any]:
-    """The spec as it enters a hash: `exclude` left out, and every field that joined later left out at its
-    default (which keeps the keys of earlier result sets)."""
-    exclude = dict(exclude)
+    """The spec as it enters a hash: `exclude` left out, the settings that never change what a cell measures
+    (`OUTSIDE_EVERY_KEY`) too, and every field that joined later left out at its default (which keeps the keys of
+    earlier result sets)."""
+    exclude = {**dict.fromkeys(OUTSIDE_EVERY_KEY, True), **exclude}
     if spec.preset == "none":
         exclude["preset"] = True
     at_default = {k: True for k, v in LATER_LAUNCH_DEFAULTS.items() if getattr(spec.launch, k) == v}
@@ -126,4 +135,4 @@ class Configuration:
     def counterpart(self) -> str:
         """What pairs a configuration with another result set's: a cell slowed on purpose matches its normal twin
         (that is what a slowdown test compares); one that crashes, hangs or runs out of memory is its own."""
-        return self.match_key if self.fault in COMPARABLE_FAULTS else self.grouping
+        return self.match_key if comparable_fault(self.fault) else self.grouping

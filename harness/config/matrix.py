@@ -13,7 +13,12 @@ A matrix is YAML:
     repeats: 1                   # repeats are interleaved: every cell once, then again; or `auto` (or
                                  # {min: 3, max: 8, target: 0.03, budget: 30m}): rounds until every
                                  # configuration's 95% interval is within `target` of its median
-    measure: {warmup_steps: 1, steps: 4}
+    order: shuffled              # each round's cells in an order of its own, drawn from a recorded seed
+                                 # ({shuffle: true, seed: 7} fixes the seed; `fixed` runs them as listed)
+    measure: {warmup_steps: 1, steps: 4}   # evaluate: first (repeat 0 only, the default) or every (each run)
+    design: solo                 # or duet: each configuration runs at the same time as the first one, each on
+                                 # half the cores, halves swapped from one duet to the next; verdicts are the
+                                 # ratios within duets (`repeats` is then the duets per configuration)
     timeout_s: 1800              # per cell
     variables: {ONEDNN_DEFAULT_FPMATH_MODE: any}   # extra environment variables for every cell
 
@@ -21,7 +26,8 @@ Any FinetuneConfig field can be an axis, and so can `preset`: a shipped recipe n
 the recipe and `fixed` (`none` layers nothing), so that a tuned preset and the recipe run side by side. So can the
 launcher's own settings: pinning, allocator, env (a library environment made by `xeonft env create`; `default` is
 xeonft's own interpreter), isa (oneDNN's ISA ceiling), ranks (data-parallel processes per node, launched by
-torchrun), nnodes / node_rank / rdzv_endpoint (several machines), instrument (full | bare) and inject_fault.
+torchrun), nnodes / node_rank / rdzv_endpoint (several machines), instrument (full | bare), inject_fault (crash,
+hang, oom, slow, slow:N%) and replica (a label that changes nothing: `replica: [a, b]` is an A/A pair).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -48,13 +54,14 @@ from harness.config.finetune import (
     remote_code_refusal,
 )
 from harness.config.identity import store_key
-from harness.config.spec import LAUNCH_KEYS, CellSpec, LaunchSettings
+from harness.config.spec import LAUNCH_KEYS, CellSpec, Evaluate, LaunchSettings
 
 PRESET_KEY = "preset"
 CONFIG_KEYS = tuple(FinetuneConfig.model_fields)
 # Set by the sweep itself for every cell: a matrix that sets them is refused, not silently overridden.
 MANAGED_KEYS = ("max_steps", "save_checkpoints", "logging_steps")
 SWEEP_DEFAULTS = ("eval_steps", "prompts")  # one eval after the measured steps, no generations, unless set
+Design = Literal["solo", "duet"]
 
 
 
@@ -65,6 +72,8 @@ class Measure(BaseModel):
     warmup_steps: int = Field(default=1, ge=0)  # timing warm-up: steps run but not timed (not the LR warm-up)
     steps: int = Field(default=4, ge=1)
     profile: bool = False  # one extra step after the measured ones, under torch.profiler
+    # which runs evaluate: a configuration's first (repeat 0), or every run; the measured steps are the same
+    evaluate: Evaluate = "first"
 
 
 class AutoRepeats(BaseModel):
@@ -91,6 +100,17 @@ class AutoRepeats(BaseModel):
         return self
 
 
+class RunOrder(BaseModel):
+    """The order of the cells within each round: shuffled (the default: a machine that drifts through a sweep
+    then drifts across configurations evenly, not always against the one listed first) or as listed. The seed
+    is drawn at a sweep's start where the matrix gives none, and recorded in the manifest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shuffle: bool = True
+    seed: int | None = Field(default=None, ge=0)
+
+
 class MatrixFile(BaseModel):
     """The YAML document's shape, before expansion."""
 
@@ -103,10 +123,13 @@ class MatrixFile(BaseModel):
     axes: dict[str, list[Any]] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     repeats: int | AutoRepeats = Field(default=1)
+    order: RunOrder = RunOrder()
     measure: Measure = Measure()
     timeout_s: float = Field(default=1800, gt=0)
     disturbance_cores: float = Field(default=0.25, gt=0)
     peak: bool = True  # measure the GEMM peak before the cells (MFU is reported against it)
+    calibration: bool = True  # a short fixed GEMM workload right before and after every cell (recorded beside it)
+    design: Design = "solo"  # duet: two cells at once on disjoint halves of the cores (harness.launch.duet)
     variables: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("repeats", mode="before")
@@ -127,6 +150,16 @@ class MatrixFile(BaseModel):
             raise ValueError("expected a number of runs (1 or more), 'auto', or {min, max, target, budget}")
         return value
 
+    @field_validator("order", mode="before")
+    @classmethod
+    def _order(cls, value: Any) -> Any:
+        """`shuffled`, `fixed`, or {shuffle, seed}."""
+        if value in ("shuffled", "fixed"):
+            return {"shuffle": value == "shuffled"}
+        if not isinstance(value, dict):
+            raise ValueError("expected 'shuffled', 'fixed' or {shuffle: true|false, seed: N}")
+        return value
+
 
 class Matrix(BaseModel):
     """An expanded matrix: its cells in run order (repeats interleaved), plus the raw document."""
@@ -137,7 +170,11 @@ class Matrix(BaseModel):
     document: dict[str, Any]
     disturbance_cores: float
     peak: bool = True
+    calibration: bool = True
     auto: AutoRepeats | None = None  # adaptive repeats: `cells` then holds the first `auto.min` rounds
+    order: RunOrder = RunOrder()
+    # duet: `cells[0]`'s configuration is the reference every other one runs beside (harness.launch.duet)
+    design: Design = "solo"
 
     def with_memory_limit(self, limit: str | int) -> Matrix:
         """Every cell capped at `limit` (the command line's --memory-limit, over the matrix's own)."""
@@ -163,6 +200,8 @@ def _check_names(where: str, keys: list[str], errors: list[str]) -> None:
     for key in keys:
         if key in MANAGED_KEYS:
             errors.append(f"{where}: '{key}' is set by the sweep (use measure: warmup_steps/steps)")
+        elif key == "duet":
+            errors.append(f"{where}: 'duet' is set by the matrix's design (design: duet)")
         elif key not in CONFIG_KEYS and key not in LAUNCH_KEYS and key != PRESET_KEY:
             errors.append(f"{where}: unknown key '{key}' "
                           f"(known: {', '.join(CONFIG_KEYS + LAUNCH_KEYS + (PRESET_KEY,))})")
@@ -184,6 +223,24 @@ def _check_safety(m: MatrixFile, source: str, errors: list[str]) -> None:
     refusal = remote_code_refusal([m.fixed.get(REMOTE_CODE), *m.axes.get(REMOTE_CODE, [])], source, "matrix")
     if refusal:
         errors.append(refusal)
+
+
+def _check_duet(m: MatrixFile, source: str, errors: list[str]) -> None:
+    """What a duet cannot be: adaptive (its unit is a pair run at once, planned up front), several processes per
+    cell, or pinned other than to its half of the cores."""
+    if isinstance(m.repeats, AutoRepeats):
+        errors.append(f"{source}: design: duet takes a fixed number of repeats (the duets per configuration), "
+                      "not auto")
+    for key in ("ranks", "nnodes"):
+        if any(int(v) > 1 for v in [m.fixed.get(key, 1), *m.axes.get(key, [])] if isinstance(v, int)):
+            errors.append(f"{source}: design: duet runs each cell as one process on half the cores; {key} above 1 "
+                          "does not combine with it")
+    if any(v not in ("none", "cores") for v in [m.fixed.get("pinning", "none"), *m.axes.get("pinning", [])]):
+        errors.append(f"{source}: design: duet pins each cell to its half of the cores; pinning "
+                      "'numa' does not combine with it")
+    if m.calibration and "calibration" in m.model_fields_set:
+        errors.append(f"{source}: design: duet has no calibration beside its cells (the two cells of a duet are "
+                      "each other's measure of the machine); leave calibration out")
 
 
 MAX_CELLS = 10_000  # combinations of the axes a matrix may expand to (before exclusions and repeats)
@@ -213,6 +270,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         for key in rule:
             if key not in m.axes:
                 errors.append(f"{source}: exclude[{i}]: '{key}' is not an axis")
+    if m.design == "duet":
+        _check_duet(m, source, errors)
     if errors:
         raise XeonftError("\n".join(errors))
 
@@ -254,6 +313,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         config_values.setdefault("prompts", [])
         config_values.update(max_steps=total, save_checkpoints=False, logging_steps=1,
                              trust_remote_code=trust_remote_code)
+        if m.design == "duet":  # each cell is pinned to the half of the cores its duet gives it
+            launch_values.update(duet=True, pinning="cores")
         try:
             launch = LaunchSettings(**launch_values)
         except ValidationError as err:
@@ -268,7 +329,8 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
             errors.append(str(err))
             continue
         spec = CellSpec(config=cfg, launch=launch, timing_warmup_steps=m.measure.warmup_steps,
-                        measured_steps=m.measure.steps, profile=m.measure.profile, preset=preset,
+                        measured_steps=m.measure.steps, profile=m.measure.profile, evaluate=m.measure.evaluate,
+                        preset=preset,
                         variables=tuple(sorted(m.variables.items())), timeout_s=m.timeout_s)
         if (key := store_key(spec, "")) not in seen:
             seen.add(key)
@@ -279,9 +341,19 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         raise XeonftError(f"{source}: every cell is excluded; nothing to run")
     auto = m.repeats if isinstance(m.repeats, AutoRepeats) else None
     rounds = auto.min if auto else int(m.repeats)  # type: ignore[arg-type]
-    ordered = [c.model_copy(update={"repeat": r}) for r in range(rounds) for c in cells]
+    if m.design == "duet":
+        if len(cells) < 2:
+            raise XeonftError(f"{source}: design: duet needs two configurations or more (the first is the "
+                              "reference the others run beside); this matrix has one")
+        # the reference runs once beside each other configuration in every round
+        ordered = [c.model_copy(update={"repeat": r * (len(cells) - 1) + j}) for r in range(rounds)
+                   for j, c in enumerate([cells[0]] * (len(cells) - 1))]
+        ordered += [c.model_copy(update={"repeat": r}) for r in range(rounds) for c in cells[1:]]
+    else:
+        ordered = [c.model_copy(update={"repeat": r}) for r in range(rounds) for c in cells]
     return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores,
-                  peak=m.peak, auto=auto)
+                  peak=m.peak, calibration=m.calibration and m.design == "solo", auto=auto, order=m.order,
+                  design=m.design)
 
 
 def load_matrix(path: str | Path, trust_remote_code: bool = False) -> Matrix:

@@ -6,6 +6,7 @@ A `CellSpec` is a frozen value. Its keys (the store's, the match key across resu
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,8 +20,19 @@ Isa = Literal["default", "avx512_core_amx", "avx512_core_bf16", "avx512_core_vnn
 Allocator = Literal["default", "jemalloc", "tcmalloc"]
 # inject_fault, for testing the harness itself: crash (SIGSEGV), hang, oom (MemoryError) at step 1, or slow
 # (every step made about twice as long: a change clear enough for the verdicts' tests to see on three or four noisy
-# runs a side). It is not part of a cell's identity when result sets are matched.
-Fault = Literal["none", "crash", "hang", "oom", "slow"]
+# runs a side), or slow:N% (each step N% longer: the size of slowdown a regression tracker must see). It is not
+# part of a cell's identity when result sets are matched.
+FAULTS = ("none", "crash", "hang", "oom", "slow")
+_SLOW_BY = re.compile(r"^slow:(\d+(?:\.\d+)?)%$")
+
+
+def slow_fraction(fault: str) -> float | None:
+    """How much longer an injected `slow` fault makes each step (1.0 for plain `slow`), None for other faults."""
+    if fault == "slow":
+        return 1.0
+    found = _SLOW_BY.match(fault)
+    return float(found.group(1)) / 100.0 if found else None
+Evaluate = Literal["first", "every"]
 
 
 class LaunchSettings(BaseModel):
@@ -31,7 +43,7 @@ class LaunchSettings(BaseModel):
     pinning: Pinning = "none"
     allocator: Allocator = "default"
     env: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    inject_fault: Fault = "none"
+    inject_fault: str = "none"
     # oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA): measures the AMX speedup on one machine, in one sweep
     isa: Isa = "default"
     # Data parallelism (torchrun): ranks per node, and for several machines the rendezvous settings.
@@ -42,12 +54,28 @@ class LaunchSettings(BaseModel):
     # full: the tree sampler, the oneDNN probe and progress lines; bare: none of them (the step clock stays), to
     # measure what the harness's own instrumentation costs, side by side in one sweep
     instrument: Literal["full", "bare"] = "full"
+    # a label that changes nothing that runs: `replica: [a, b]` makes two configurations that are the same, an A/A
+    # pair inside one sweep (what a verdict says when nothing changed)
+    replica: str = Field(default="a", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+    # set by a matrix's `design: duet` (never by a key of its own): the cell runs at the same time as another, each
+    # on half the cores; its figures compare only with its duet partner's, so it is a configuration of its own
+    duet: bool = False
     # a memory budget for the cell's whole process tree, in bytes ("6GiB" in a matrix): cgroup where xeonft may
     # make one, else the sampler; a cell over it ends `oom`, the host never swaps
     memory_limit: int | None = None
     # a library stack from pins, layered over xeonft's own environment (harness.launch.stacks); its pins are part
     # of the cell's identity, a requirements file's lines included
     stack: Stack | None = None
+
+    @field_validator("inject_fault")
+    @classmethod
+    def _fault(cls, value: str) -> str:
+        fraction = slow_fraction(value)
+        if value not in FAULTS and fraction is None:
+            raise ValueError(f"inject_fault {value!r}: expected one of {', '.join(FAULTS)} or slow:N% (e.g. slow:10%)")
+        if fraction is not None and not 0 < fraction <= 10:
+            raise ValueError(f"inject_fault {value!r}: the slowdown must be above 0% and at most 1000%")
+        return value
 
     @field_validator("memory_limit", mode="before")
     @classmethod
@@ -87,3 +115,6 @@ class CellSpec(BaseModel):
     repeat: int = 0
     variables: tuple[tuple[str, str], ...] = ()
     timeout_s: float = 1800
+    # first: only a configuration's first run (repeat 0) evaluates; every: each run does. Which runs evaluate
+    # changes nothing the measured steps do, so it is no part of any key (harness.config.identity).
+    evaluate: Evaluate = "first"

@@ -81,8 +81,9 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
         for _ in range(n):
             repeat = counts.get(version, 0)
             counts[version] = repeat + 1
-            cell = spec.model_copy(update={"repeat": repeat,
-                                           "launch": spec.launch.model_copy(update={"stack": stack})})
+            # bisecting the loss needs it from every run, not only a version's first
+            cell = spec.model_copy(update={"repeat": repeat, "launch": spec.launch.model_copy(update={"stack": stack}),
+                                           **({"evaluate": "every"} if metric == "loss" else {})})
             rec = runner.run(cell, f"{libs[0]} {version} run {repeat + 1}", "bisect",
                              axes={"stack": stack.name, libs[0]: version})
             summary = rec.result.summary if rec.result else None

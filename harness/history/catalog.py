@@ -1,14 +1,17 @@
-"""The catalog of result sets (`results/catalog.sqlite`): one row per cell run, keyed by the cell's identity across
-library stacks (`harness.config.identity.lineage_key`), the machine, the resolved library versions, the xeonft
-commit and the date, so a cell can be followed across releases, commits and time.
+"""The catalog of result sets: one row per cell run, keyed by the result set's portable id and the cell's store key,
+with the cell's identity across library stacks (`harness.config.identity.lineage_key`), the machine (its key and
+facts), the resolved library versions, the xeonft commit, the date, the throughput and MFU, so a cell can be
+followed across releases, commits, time and machines.
 
-A sweep adds its result set when it ends; `xeonft history --add` adds any other. Adding again replaces the rows of
-that result set (it may have been resumed), in one transaction: a writer killed or a disk full mid-way leaves the
-catalog as it was. Rows are `CatalogRun` values, read and written here only: this module holds all of the catalog's
-SQL, so another database can take its place behind the same functions.
+A sweep adds its result set when it ends; `xeonft history --add` adds any other. Adding a set again replaces the
+rows of its id (it may have been resumed, or copied here from another machine), in one transaction: a writer killed
+or a disk full mid-way leaves the catalog as it was. Rows are `CatalogRun` values, read and written here only; where
+the catalog is (an SQLite file, or a PostgreSQL database machines share) is `catalog_db`'s, its tables
+`catalog_schema`'s, its versions `migrations`'.
 
-The catalog is an index, never the only copy: every row comes from a result set. A catalog that is damaged, locked
-or newer than this xeonft is a `CatalogError` naming the file and the remedy (`rebuild`), never a failed sweep.
+The catalog is an index, never the only copy: every row comes from a result set. A catalog that is damaged, locked,
+newer than this xeonft or out of reach is a `CatalogError` naming it (password hidden) and the remedy, never a failed
+sweep.
 """
 
 from __future__ import annotations
@@ -16,52 +19,45 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+from sqlalchemy import Connection, delete, insert
+
+from harness.analysis.efficiency import cell_efficiency, gemm_peak
 from harness.base.errors import XeonftError
-from harness.base.sniff import sqlite_problem
 from harness.config.identity import MEASURED, NO_FAULT, lineage_key, without_stack
 from harness.config.spec import CellSpec
+from harness.history import catalog_db, migrations
+from harness.history.catalog_db import BUSY_SECONDS as BUSY_SECONDS
+from harness.history.catalog_db import CatalogError as CatalogError
+from harness.history.catalog_db import CatalogLocation
+from harness.history.catalog_schema import CATALOG_VERSION as CATALOG_VERSION
+from harness.history.catalog_schema import runs as runs_table
+from harness.measure.kind import MachineFacts, machine_facts
 from harness.results.records import CellRecord, Manifest
 from harness.results.store import ResultStore
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "intel-extension-for-pytorch")
-SCHEMA = """
-create table if not exists runs (
-  result_set text not null, key text not null, identity text not null, config text not null,
-  machine text, cpu text, stack text, versions text, xeonft_commit text, date text, repeat integer,
-  status text, tokens_per_second real, eval_loss real, fault text, work text,
-  primary key (result_set, key))
-"""
-JSON_COLUMNS = ("config", "versions", "work")
-CATALOG_VERSION = 1  # PRAGMA user_version of a catalog this xeonft writes (0: one written before it was set)
-BUSY_SECONDS = 30.0  # how long a writer waits for another to finish before calling the catalog locked
+Where = CatalogLocation | Path | str  # what the functions here accept as a catalog (`CatalogLocation.parse`)
 
 
-class CatalogError(XeonftError):
-    """The catalog cannot be read or written (damaged, locked, newer): the result sets are intact, and the remedy
-    is `xeonft history --rebuild`."""
-
-    def __init__(self, catalog: Path, problem: str) -> None:
-        super().__init__(f"catalog {catalog} {problem}; the result sets are intact: rebuild it from them with "
-                         f"`xeonft history --rebuild --catalog {catalog}`")
-        self.catalog = catalog
-
-
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class CatalogRun:
-    """One cell run as the catalog holds it (a row of `runs`, its JSON columns decoded)."""
+    """One cell run as the catalog holds it (a row of `runs`, its JSON columns decoded), validated as it is built:
+    a row of the wrong shape is refused, not handed on."""
 
-    result_set: str  # the result set's resolved path
+    set_id: str  # the result set's identity (`Manifest.identity`), the same on every machine it is copied to
+    result_set: str  # the result set's resolved path where it was added
     key: str  # the cell's store key
     identity: str  # the cell's identity across library stacks (`lineage_key`)
     config: dict[str, Any]  # the cell's flat definition, stack and environment left out (for selectors, labels)
     machine: str | None  # `machine_key` of the fingerprint
+    facts: MachineFacts | None  # the machine's facts (None for a run added by a catalog of version 1)
     cpu: str | None
     stack: str | None  # the library stack's name, or the environment's
     versions: dict[str, str]  # resolved library versions
@@ -71,6 +67,8 @@ class CatalogRun:
     status: str
     tokens_per_second: float | None
     eval_loss: float | None
+    mfu: float | None  # model FLOPs utilization of the measured steps against `gemm_tflops`
+    gemm_tflops: float | None  # the GEMM peak (TFLOP/s) of the cell's dtype, as measured for it
     fault: str | None
     work: dict[str, float] | None  # the work of a measured step (`CellRecord.step_work`)
 
@@ -78,6 +76,19 @@ class CatalogRun:
     def measured(self) -> bool:
         """A run whose throughput a verdict may use (disturbed runs are left out)."""
         return self.status == "ok" and bool(self.tokens_per_second)
+
+    def row(self) -> dict[str, Any]:
+        """The run as a row of `runs`."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**values, "facts": self.facts.model_dump(mode="json") if self.facts else None}
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> CatalogRun:
+        """A row of `runs` (at the current version) as a run; a value of the wrong shape raises."""
+        values: dict[str, Any] = {c: row.get(c) for c in COLUMNS}
+        facts = values["facts"]
+        return cls(**{**values, "config": values["config"] or {}, "versions": values["versions"] or {},
+                      "facts": MachineFacts.model_validate(facts) if facts else None})
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(CatalogRun))
@@ -88,7 +99,8 @@ def default_path(results: Path = Path("results")) -> Path:
 
 
 def set_name(result_set: Path) -> str:
-    """How the catalog names a result set: its resolved path."""
+    """Where the catalog says a result set is: its resolved path (for display and `rebuild`; its id is
+    `ResultStore.set_id`)."""
     return str(result_set.resolve())
 
 
@@ -106,7 +118,8 @@ def flat_definition(spec: CellSpec) -> dict[str, Any]:
     return {**bare.config.model_dump(mode="json"), **bare.launch.model_dump(mode="json", exclude={"stack", "env"})}
 
 
-def _run(name: str, r: CellRecord, manifest: Manifest, fp: dict[str, Any]) -> CatalogRun | None:
+def _run(name: str, set_id: str, r: CellRecord, manifest: Manifest, fp: dict[str, Any],
+         facts: MachineFacts) -> CatalogRun | None:
     """A record as a catalog row; None for one the history cannot use (measured, but without its result). The spec
     is valid: a record of an older layout is migrated as it is read."""
     if r.result is None and r.status in MEASURED:
@@ -115,13 +128,15 @@ def _run(name: str, r: CellRecord, manifest: Manifest, fp: dict[str, Any]) -> Ca
     packages = (res.packages if res else None) or {}
     versions = {lib: packages.get(lib) or (res.versions.get(lib) if res else None) for lib in LIBRARIES}
     return CatalogRun(
-        result_set=name, key=r.key, identity=lineage_key(spec), config=flat_definition(spec),
-        machine=machine_key(fp), cpu=(fp.get("cpu") or {}).get("brand"),
+        set_id=set_id, result_set=name, key=r.key, identity=lineage_key(spec), config=flat_definition(spec),
+        machine=machine_key(fp), facts=facts, cpu=(fp.get("cpu") or {}).get("brand"),
         stack=spec.launch.stack.name if spec.launch.stack else spec.launch.env,
         versions={k: v for k, v in versions.items() if v}, xeonft_commit=res.xeonft_commit if res else None,
         date=r.started or manifest.created, repeat=r.repeat, status=r.status,
         tokens_per_second=res.summary.tokens_per_second if res else None, eval_loss=res.eval_loss if res else None,
-        fault=spec.launch.inject_fault or NO_FAULT, work=r.step_work())
+        mfu=cell_efficiency(r, manifest.peak_tflops)["mfu"] if res else None,
+        gemm_tflops=gemm_peak(r, manifest.peak_tflops), fault=spec.launch.inject_fault or NO_FAULT,
+        work=r.step_work())
 
 
 def runs_of_set(result_set: Path) -> list[CatalogRun]:
@@ -129,56 +144,12 @@ def runs_of_set(result_set: Path) -> list[CatalogRun]:
     store = ResultStore(result_set)
     manifest = store.manifest()
     fp = manifest.fingerprint.model_dump(mode="json") if manifest.fingerprint else {}
-    name = set_name(result_set)
-    return [run for r in store.records(warn=False) if (run := _run(name, r, manifest, fp)) is not None]
+    name, set_id, facts = set_name(result_set), manifest.identity(store.root), machine_facts(fp)
+    return [run for r in store.records(warn=False)
+            if (run := _run(name, set_id, r, manifest, fp, facts)) is not None]
 
 
-def _problem(err: sqlite3.Error) -> str:
-    text = str(err).lower()
-    if "locked" in text or "busy" in text:
-        return f"is locked by another writer (waited {BUSY_SECONDS:.0f} s)"
-    if "full" in text:
-        return "could not be written: the disk (or the database) is full; nothing was changed"
-    return f"is damaged ({err})"
-
-
-def _check_file(catalog: Path) -> None:
-    if catalog.is_file():
-        problem = sqlite_problem(catalog)
-        if problem:
-            raise CatalogError(catalog, problem)
-
-
-def _check_version(catalog: Path, db: sqlite3.Connection) -> None:
-    version = db.execute("pragma user_version").fetchone()[0]
-    if version > CATALOG_VERSION:
-        raise CatalogError(catalog, f"has version {version}, newer than this xeonft writes ({CATALOG_VERSION}): "
-                           "update xeonft, or rebuild it")
-
-
-@contextmanager
-def _writing(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection in one transaction, committed when the block ends and rolled back if it raises."""
-    _check_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        db = sqlite3.connect(path, timeout=BUSY_SECONDS)
-    except sqlite3.Error as err:
-        raise CatalogError(path, _problem(err)) from None
-    try:
-        _check_version(path, db)
-        db.execute(SCHEMA)
-        db.execute(f"pragma user_version = {CATALOG_VERSION}")
-        yield db
-        db.commit()
-    except sqlite3.Error as err:
-        db.rollback()
-        raise CatalogError(path, _problem(err)) from None
-    finally:
-        db.close()
-
-
-def add_after_run(result_set: Path, catalog: Path) -> str | None:
+def add_after_run(result_set: Path, catalog: Where) -> str | None:
     """A verb that has recorded its cells adds them to the catalog; a catalog that cannot take them is a warning
     for that verb (returned, to print), never its failure: the cells are safe in the result set."""
     try:
@@ -188,52 +159,47 @@ def add_after_run(result_set: Path, catalog: Path) -> str | None:
     return None
 
 
-def add(result_set: Path, catalog: Path) -> int:
+def replace(conn: Connection, set_id: str, rows: list[CatalogRun]) -> None:
+    """Inside a write transaction: the set's rows, and only these, under its id."""
+    conn.execute(delete(runs_table).where(runs_table.c.set_id == set_id))
+    if rows:
+        conn.execute(insert(runs_table), [run.row() for run in rows])
+
+
+def add(result_set: Path, catalog: Where) -> int:
     """Add (or refresh) a result set's runs; returns how many rows it holds now."""
+    where = CatalogLocation.parse(catalog)
     rows = runs_of_set(result_set)
-    encoded = [tuple(json.dumps(getattr(run, c), sort_keys=True) if c in JSON_COLUMNS else getattr(run, c)
-                     for c in COLUMNS) for run in rows]
-    with _writing(catalog) as db:
-        db.execute("delete from runs where result_set = ?", (set_name(result_set),))
-        db.executemany(f"insert into runs ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})", encoded)
+    set_id = ResultStore(result_set).set_id()
+    with catalog_db.writing(where) as conn:
+        replace(conn, set_id, rows)
     return len(rows)
 
 
-def runs(catalog: Path) -> list[CatalogRun]:
-    """Every run in the catalog, oldest first; the file is opened read-only (a missing one holds none)."""
-    if not catalog.is_file():
-        return []
-    _check_file(catalog)
-    try:
-        db = sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+def runs(catalog: Where) -> list[CatalogRun]:
+    """Every run in the catalog, oldest first, read in one read-only transaction (a missing file holds none; an
+    older catalog is read as this version holds it, without being changed)."""
+    where = CatalogLocation.parse(catalog)
+    with catalog_db.reading(where) as opened:
+        if opened is None:
+            return []
+        conn, version = opened
         try:
-            _check_version(catalog, db)
-            db.row_factory = sqlite3.Row
-            rows = db.execute("select * from runs order by date, result_set, repeat").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error as err:
-        raise CatalogError(catalog, _problem(err)) from None
-    out = []
-    for row in rows:
-        values = {c: row[c] for c in row.keys() if c in COLUMNS}  # noqa: SIM118 (a Row is not a mapping)
-        try:
-            for c in JSON_COLUMNS:
-                values[c] = json.loads(values[c]) if values.get(c) else None
-            out.append(CatalogRun(**{**values, "config": values["config"] or {}, "versions": values["versions"] or {}}))
-        except (TypeError, ValueError) as err:
-            raise CatalogError(catalog, f"has a row that is not a run ({type(err).__name__})") from None
-    return out
+            found = [CatalogRun.of_row(row) for row in migrations.current_rows(conn, version)]
+        except (TypeError, ValueError, KeyError, ValidationError) as err:
+            raise CatalogError(where, f"has a row that is not a run ({type(err).__name__})") from None
+    return sorted(found, key=lambda r: (r.date or "", r.result_set, r.repeat if r.repeat is not None else -1, r.key))
 
 
-def indexed_sets(catalog: Path) -> list[Path]:
-    """The result sets a catalog indexes: its own list where it can be read, else the sets found beside it."""
+def indexed_sets(catalog: Where) -> list[Path]:
+    """The result sets a catalog indexes: its own list where it can be read, else (a file) the sets beside it."""
+    where = CatalogLocation.parse(catalog)
     try:
-        names = sorted({r.result_set for r in runs(catalog)})
+        names = sorted({r.result_set for r in runs(where)})
     except CatalogError:
         names = []
     found = [Path(n) for n in names]
-    beside = sorted(p.parent for p in catalog.parent.glob("*/manifest.json"))
+    beside = sorted(p.parent for p in where.path.parent.glob("*/manifest.json")) if where.path else []
     return list(dict.fromkeys([*found, *beside]))
 
 
@@ -246,14 +212,19 @@ class Rebuilt:
     moved_to: Path | None
 
 
-def rebuild(catalog: Path, result_sets: list[Path] | None = None) -> Rebuilt:
-    """A new catalog from the result sets the old one indexed (or those given). The old file is kept beside it
-    (`.before-rebuild-<time>`), never deleted; the new one is written under another name and moved into place, so a
-    rebuild stopped half-way leaves no half-written catalog."""
-    import time
+def rebuild(catalog: Where, result_sets: list[Path] | None = None) -> Rebuilt:
+    """A new catalog from the result sets the old one indexed (or those given).
 
-    sets = result_sets if result_sets is not None else indexed_sets(catalog)
-    fresh = catalog.with_name(catalog.name + ".rebuilding")
+    A file: the old one is kept beside it (`.before-rebuild-<time>`), never deleted; the new one is written under
+    another name and moved into place, so a rebuild stopped half-way leaves no half-written catalog. A server's
+    catalog is shared: the sets readable here are added again in one transaction, and the rows of sets this machine
+    cannot read (another machine's) are kept."""
+    where = CatalogLocation.parse(catalog)
+    sets = result_sets if result_sets is not None else indexed_sets(where)
+    if where.server:
+        return _rebuild_shared(where, sets)
+    path = where.file
+    fresh = path.with_name(path.name + ".rebuilding")
     fresh.unlink(missing_ok=True)
     added: dict[str, int] = {}
     skipped: dict[str, str] = {}
@@ -263,11 +234,25 @@ def rebuild(catalog: Path, result_sets: list[Path] | None = None) -> Rebuilt:
         except (XeonftError, OSError) as err:
             skipped[str(folder)] = str(err)
     if not fresh.exists():
-        with _writing(fresh):
+        with catalog_db.writing(CatalogLocation(path=fresh)):
             pass
     moved = None
-    if catalog.exists():
-        moved = catalog.with_name(f"{catalog.name}.before-rebuild-{time.strftime('%Y%m%d-%H%M%S')}")
-        catalog.rename(moved)
-    fresh.rename(catalog)
+    if path.exists():
+        moved = path.with_name(f"{path.name}.before-rebuild-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(moved)
+    fresh.rename(path)
     return Rebuilt(added=added, skipped=skipped, moved_to=moved)
+
+
+def _rebuild_shared(where: CatalogLocation, sets: list[Path]) -> Rebuilt:
+    read: dict[str, tuple[str, list[CatalogRun]]] = {}
+    skipped: dict[str, str] = {}
+    for folder in sets:
+        try:
+            read[str(folder)] = (ResultStore(folder).set_id(), runs_of_set(folder))
+        except (XeonftError, OSError) as err:
+            skipped[str(folder)] = f"{err} (its rows are kept)"
+    with catalog_db.writing(where) as conn:
+        for set_id, rows in read.values():
+            replace(conn, set_id, rows)
+    return Rebuilt(added={k: len(rows) for k, (_, rows) in read.items()}, skipped=skipped, moved_to=None)

@@ -13,6 +13,7 @@ from harness.base.stats import decide
 from harness.history import catalog
 from harness.history.catalog import CatalogRun
 from harness.history.trend import labels
+from harness.results.store import ResultStore
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,10 @@ def _statuses(rows: list[CatalogRun]) -> str:
     return ", ".join(sorted({r.status for r in rows}))
 
 
-def check(result_set: Path, catalog_path: Path, threshold: float = 0.05, alpha: float = 0.01) -> list[CheckVerdict]:
-    name = catalog.set_name(result_set)
-    earlier_sets = [r for r in catalog.runs(catalog_path) if r.result_set != name and r.measured]
+def check(result_set: Path, where: catalog.Where, threshold: float = 0.05,
+          alpha: float = 0.01) -> list[CheckVerdict]:
+    mine_id = ResultStore(result_set).set_id()
+    earlier_sets = [r for r in catalog.runs(where) if r.set_id != mine_id and r.measured]
     groups: dict[str, list[CatalogRun]] = {}
     for r in catalog.runs_of_set(result_set):
         groups.setdefault(r.identity, []).append(r)
@@ -53,8 +55,9 @@ def check(result_set: Path, catalog_path: Path, threshold: float = 0.05, alpha: 
             here = "" if measured else f"; here: {_statuses(mine)}"
             out.append(CheckVerdict(label, "new", f"no earlier run of this cell on this machine{here}"))
             continue
-        last = max(earlier, key=lambda r: r.date or "").result_set
-        before = [r for r in earlier if r.result_set == last]
+        latest = max(earlier, key=lambda r: r.date or "")
+        last = latest.result_set
+        before = [r for r in earlier if r.set_id == latest.set_id]
         if measured:
             v = decide([float(r.tokens_per_second or 0) for r in before],
                        [float(r.tokens_per_second or 0) for r in measured], threshold=threshold, alpha=alpha)

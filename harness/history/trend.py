@@ -81,7 +81,7 @@ def labels(configs: Mapping[str, Mapping[str, Any]], shown: Sequence[str] = SHOW
 
 def _order(by: str, row: CatalogRun) -> tuple[Any, str] | None:
     if by == "date":
-        return (row.date or "", row.result_set), f"{(row.date or '')[:16]}"
+        return (row.date or "", row.set_id), f"{(row.date or '')[:16]}"
     if by == "commit":
         return ((row.date or ""), row.xeonft_commit or "?"), (row.xeonft_commit or "unknown")[:10]
     version = row.versions.get(by)

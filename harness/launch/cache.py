@@ -1,7 +1,8 @@
 """The cache folder ($XEONFT_CACHE, default ~/.cache/xeonft): what takes the space, and pruning what can be rebuilt.
 
-Compiled graphs (the Inductor caches, one per library environment) and half-built environments can go: the next
-compiled cell recompiles (and records a cold compile time), the next `env create` rebuilds. Downloaded assets,
+Compiled graphs (the Inductor caches, one per library environment), tokenized and packed data (`prepared`) and
+half-built environments can go: the next compiled cell recompiles (and records a cold compile time), the next cell
+prepares its data again, the next `env create` rebuilds. Downloaded assets,
 converted models and created environments stay.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from harness.cell.assets import cache_dir
 
-PRUNABLE = ("inductor", "envs/*.building", "envs/*.old")
+PRUNABLE = ("inductor", "prepared", "envs/*.building", "envs/*.old")
 
 
 def folder_bytes(path: Path) -> int:

@@ -31,7 +31,22 @@ def one_line(label: str, record: CellRecord) -> str:
             text += f", peak RSS {gib(head.peak_rss_bytes)} GiB"
     if record.reason:
         text += f" ({record.reason})"
+    if record.calibration is not None and record.calibration.note:
+        text += f" [yellow]calibration: {record.calibration.note}[/]"
     return text
+
+
+def calibration_line(records: list[CellRecord]) -> str | None:
+    """The calibration's cost over a result set's cells, in one line (None when no cell has one)."""
+    calibrated = [r.calibration for r in records if r.calibration is not None]
+    if not calibrated:
+        return None
+    seconds = sum(c.seconds for c in calibrated)
+    walls = sum(r.wall_seconds or 0.0 for r in records if r.calibration is not None)
+    failed = sum(1 for c in calibrated if c.note)
+    share = f", {seconds / walls:.1%} of their cells' wall time" if walls else ""
+    return (f"calibration: {len(calibrated)} cell(s), {seconds / len(calibrated):.2f} s per cell before and after"
+            f"{share}" + (f"; {failed} with a failed calibration (see their notes)" if failed else ""))
 
 
 def summary_table(records: list[CellRecord], axes: list[str]) -> Table:

@@ -20,12 +20,14 @@ from harness.cell.protocol import PLACEMENTS_VAR, parse_progress
 from harness.config.identity import match_key
 from harness.config.spec import CellSpec
 from harness.launch.budget import MemoryCap
-from harness.launch.command import cell_env, cell_placement, command, is_distributed, rank_placements
+from harness.launch.calibrator import Beside, Calibrator
+from harness.launch.command import cell_env, cell_placement, command, is_distributed, process_threads, rank_placements
 from harness.launch.lifeline import chain_preexec, die_with_parent, kill_tree
 from harness.launch.oom import oom_kills
 from harness.launch.outcome import classify, tail
 from harness.launch.topology import Placement
 from harness.measure.fingerprint import safe_env
+from harness.measure.phases import Phases
 from harness.measure.sampler import TreeSampler
 from harness.results.records import (
     Budget,
@@ -41,8 +43,14 @@ from harness.results.store import ResultStore
 
 
 def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[int, int], None] | None = None,
-             disturbance_cores: float = 0.25) -> CellRecord:
-    """Run one cell in its own process and return its record (the caller stores it)."""
+             disturbance_cores: float = 0.25, calibrator: Calibrator | None = None,
+             placement: Placement | None = None, partner_pids: list[int] | None = None,
+             on_start: Callable[[int], None] | None = None, env_extra: dict[str, str] | None = None) -> CellRecord:
+    """Run one cell in its own process and return its record (the caller stores it); with a `calibrator`, the
+    calibration workload runs right before and right after it, on its CPUs at its threads. A duet gives the
+    cell's `placement` (its half of the cores) and `partner_pids`, the pids of its partner's process (filled in as it
+    starts; its load is not foreign), its barrier in `env_extra`, and learns this cell's pid through `on_start`."""
+    given = placement
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cell: dict[str, Any] = {"key": key, "match_key": match_key(spec), "repeat": spec.repeat, "spec": spec,
                             "started": started}
@@ -55,8 +63,9 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
             env = cell_env(spec, None)
             env[PLACEMENTS_VAR] = json.dumps([{"cpus": list(p.cpus), "mem_node": p.mem_node} for p in placements])
         else:
-            placement = cell_placement(spec)
+            placement = given or cell_placement(spec)
             env = cell_env(spec, placement)
+        env.update(env_extra or {})
     except Unavailable as err:
         return CellRecord(**cell, status="unavailable", reason=str(err), finished=started)
 
@@ -70,7 +79,10 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
             if placement is not None and method == "sched_setaffinity":
                 os.sched_setaffinity(0, placement.cpus)
 
-        t0 = time.perf_counter()
+        beside = _beside(calibrator, spec, placement, placements)
+        if beside is not None:
+            beside.before()
+        t0, launched = time.perf_counter(), time.monotonic()
         timed_out = False
         kills_before = oom_kills()
         launcher = os.getpid()  # read here: inside preexec_fn it would be the child's own
@@ -89,10 +101,12 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
                                     start_new_session=True,
                                     preexec_fn=chain_preexec(functools.partial(die_with_parent, launcher), bind,
                                                              *([cap.join] if cap else [])))
+            if on_start is not None:
+                on_start(proc.pid)
             reader = threading.Thread(target=_read_progress, args=(proc, stepped), daemon=True)
             reader.start()
             bare = spec.launch.instrument == "bare" and cap is None  # a budget needs the sampler's peak
-            watcher = None if bare else TreeSampler(proc.pid)
+            watcher = None if bare else TreeSampler(proc.pid, beside=partner_pids if partner_pids is not None else [])
             if watcher is not None and cap is not None and cap.method == "sampler":
                 watcher.limit = cap.limit
                 watcher.on_exceed = lambda rss: _kill_tree(proc, wait=False)
@@ -113,6 +127,9 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
                 if cap is not None:
                     cap.close()
         wall = time.perf_counter() - t0
+        if beside is not None:
+            beside.after()
+            cell["calibration"] = beside.record()
         store.redact_file(log_path)
         stderr_tail = tail(log_path)
         kills_after = oom_kills()
@@ -147,9 +164,27 @@ def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[i
         cell["stderr_tail"] = stderr_tail
     launch = LaunchRecord(command=cmd, binding_method=method, placement=_cpu_set(placement),
                           rank_placements=[c for p in placements if (c := _cpu_set(p))] or None, env=safe_env(env))
+    phases = Phases.of_cell(wall, launched, result.clock, result.steps, result.evals, result.saves,
+                            spec.timing_warmup_steps, spec.measured_steps) if result is not None else \
+        Phases(wall=wall, other=wall)
     return CellRecord(**cell, status=status, reason=reason, exit_code=proc.returncode, wall_seconds=wall,
                       finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), launch=launch, memory=memory, result=result,
-                      log=str(log_path.relative_to(store.root)))
+                      log=str(log_path.relative_to(store.root)), phases=phases)
+
+
+def _beside(calibrator: Calibrator | None, spec: CellSpec, placement: Placement | None,
+            placements: list[Placement]) -> Beside | None:
+    """The calibration's CPUs and threads: the cell's own (every rank's together for a data-parallel cell; an
+    unpinned cell's are every CPU the launcher may use)."""
+    if calibrator is None:
+        return None
+    if placements:
+        cpus = sorted({c for p in placements for c in p.cpus})
+        threads = sum(process_threads(spec, p) for p in placements)
+    else:
+        cpus = list(placement.cpus) if placement is not None else sorted(os.sched_getaffinity(0))
+        threads = process_threads(spec, placement)
+    return Beside(calibrator, cpus, threads)
 
 
 def _result(path: Path) -> CellResult:
@@ -184,7 +219,7 @@ def _over_budget(budget: Budget) -> str:
 
 # what a node's combined result keeps of its rank 0's own (the rest is per rank, or global)
 RANK0_FIELDS = ("eval_loss", "setup_seconds", "model", "train_rows", "eval_rows", "versions", "world_size",
-                "measured_epoch", "noise", "memory_phases")
+                "measured_epoch", "noise", "memory_phases", "clock", "skipped")
 
 
 def _combine(ranks: list[CellResult], spec: CellSpec, sampler: TreeSampler | None) -> CellResult:

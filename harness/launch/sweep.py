@@ -9,6 +9,8 @@ running cell's whole tree is killed, nothing is half-written, finished cells sta
 
 from __future__ import annotations
 
+import contextlib
+import math
 import shutil
 import time
 from pathlib import Path
@@ -17,19 +19,24 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.base.errors import Failure
-from harness.base.stats import enough_runs
+from harness.base.stats import enough_runs, summarize_runs
 from harness.config.identity import store_key
 from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
+from harness.launch import duet as duets
 from harness.launch import envs, stacks
-from harness.launch.console import console, describe, one_line, summary_table
+from harness.launch.calibrator import Calibrator
+from harness.launch.console import calibration_line, console, describe, one_line, summary_table
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
+from harness.launch.order import in_rounds, sweep_seed
 from harness.launch.peaks import cell_peak, peaks_for
 from harness.launch.supervisor import supervise
 from harness.measure.fingerprint import environment_key, fingerprint
+from harness.measure.phases import SweepClock, share_line
 from harness.measure.system import repeatability_warnings, system_state
+from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 
 
@@ -53,9 +60,11 @@ class Sweep:
     """One sweep's state: the store, the environment key, the peaks, the progress display."""
 
     def __init__(self, matrix: Matrix, store: ResultStore, env_key: str, peaks: dict[str, dict[str, float]],
-                 resume: bool, retry_failed: bool) -> None:
+                 resume: bool, retry_failed: bool, seed: int = 0) -> None:
         self.matrix, self.store, self.env_key, self.peaks = matrix, store, env_key, peaks
+        self.seed = seed  # of each round's order (`harness.launch.order`)
         self.resume, self.retry_failed = resume, retry_failed
+        self.calibrator: Calibrator | None = None  # the calibration beside each cell (None: the matrix has it off)
         self.axes = list(matrix.axes)
         self.started = time.monotonic()
         self.total = 0  # cells in the progress bar
@@ -71,17 +80,59 @@ class Sweep:
             progress.update(steps_task, description=f"  {label}", completed=0,
                             total=spec.timing_warmup_steps + spec.measured_steps)
             record = supervise(spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores,
+                               calibrator=self.calibrator,
                                on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
             record.axes = values
             record.peak = cell_peak(spec, self.peaks)
-            try:
-                self.store.put(key, record)
-            except OSError as err:
-                why = err.strerror or str(err)
-                raise Failure(f"could not record the cell {label} in {self.store.root}: {why}; the cells "
-                              "recorded before it are intact: free space and run again with --resume") from None
+            self._put(key, record, label)
             progress.advance(cells_task)
             progress.console.print(one_line(label, record))
+
+    def _label(self, spec: CellSpec) -> str:
+        return describe(axis_values(spec, self.axes)) + (f" repeat={spec.repeat}" if spec.repeat else "")
+
+    def _put(self, key: str, record: CellRecord, label: str) -> None:
+        try:
+            self.store.put(key, record)
+        except OSError as err:
+            why = err.strerror or str(err)
+            raise Failure(f"could not record the cell {label} in {self.store.root}: {why}; the cells "
+                          "recorded before it are intact: free space and run again with --resume") from None
+
+    def run_duets(self, todo: list[duets.Duet], progress: Progress, cells_task: Any, steps_task: Any) -> None:
+        """Each duet's two cells at once on the two halves of the cores (`harness.launch.duet`); both are
+        recorded with their duet figure, the reference first. A duet cell has no MFU: it shares the machine."""
+        sides = duets.halves()
+        for d in todo:  # before anything runs
+            for spec in (d.reference, d.candidate):
+                if spec.config.threads and spec.config.threads > len(sides[0].cpus):
+                    raise Failure(f"design: duet gives each cell half of the {2 * len(sides[0].cpus)} cores used "
+                                  f"here ({len(sides[0].cpus)}); threads {spec.config.threads} would oversubscribe "
+                                  "its half: leave threads out or set it at most that")
+        for d in todo:
+            ref_label, cand_label = self._label(d.reference), self._label(d.candidate)
+            progress.update(steps_task, description=f"  duet {d.number + 1}: {ref_label} | {cand_label}",
+                            completed=0, total=d.reference.timing_warmup_steps + d.reference.measured_steps)
+            ref_key, cand_key = self.key(d.reference), self.key(d.candidate)
+
+            def one(spec: CellSpec, where: Any, beside: list[int], started: Any, env: dict[str, str],
+                    d: duets.Duet = d, keys: tuple[str, str] = (ref_key, cand_key)) -> CellRecord:
+                is_ref = spec is d.reference
+                return supervise(spec, keys[0] if is_ref else keys[1], self.store,
+                                 disturbance_cores=self.matrix.disturbance_cores, placement=where, partner_pids=beside,
+                                 on_start=started, env_extra=env, on_step=(lambda step, total: progress.update(
+                                     steps_task, completed=step, total=total)) if is_ref else None)
+
+            ref, cand = duets.run_pair(d, sides, one)
+            ref.duet = duets.part(ref, cand, cand_key, d, "reference")
+            cand.duet = duets.part(cand, ref, ref_key, d, "candidate")
+            for spec, key, record, label in ((d.reference, ref_key, ref, ref_label),
+                                             (d.candidate, cand_key, cand, cand_label)):
+                record.axes = axis_values(spec, self.axes)
+                self._put(key, record, label)
+                progress.console.print(one_line(label, record))
+            progress.advance(cells_task, 2)
+            progress.console.print(duet_line(ref, cand))
 
     def runs(self, spec: CellSpec, upto: int) -> list[float]:
         """Throughput of the measured repeats 0..upto-1 of a configuration (the run is the unit)."""
@@ -101,26 +152,55 @@ class Sweep:
         first = [c for c in self.matrix.cells if c.repeat == 0]
         added: list[str] = []
         for r in range(auto.min, auto.max):
-            need = [c for c in first if (runs := self.runs(c, r)) and not enough_runs(runs, auto.target, auto.min,
-                                                                                        auto.max)]
+            # furthest from the target first: where the budget leaves room for part of a round, the runs go there
+            width = {self.key(c): summarize_runs(runs).half_width or math.inf for c in first
+                     if (runs := self.runs(c, r)) and not enough_runs(runs, auto.target, auto.min, auto.max)}
+            need = sorted((c for c in first if self.key(c) in width), key=lambda c: -width[self.key(c)])
             if not need:
                 break
-            walls = [rec.wall_seconds for c in need for rr in range(r)
-                     if (rec := self.store.get(self.key(c.model_copy(update={"repeat": rr})))) and rec.wall_seconds]
-            round_s = sum(walls) / max(1, r)
-            if auto.budget is not None and time.monotonic() - self.started + round_s > auto.budget:
+            left = math.inf if auto.budget is None else auto.budget - (time.monotonic() - self.started)
+            fits = self._fitting(need, r, left)
+            if not fits:
                 console.print(f"[yellow]repeats: auto:[/] the budget ({auto.budget:.0f} s) leaves no room for round "
-                              f"{r + 1} (about {round_s:.0f} s): {len(need)} configuration(s) stay above the target")
+                              f"{r + 1}: {len(need)} configuration(s) stay above the target")
                 break
-            console.print(f"repeats: auto: round {r + 1} for {len(need)} configuration(s) whose 95% interval is "
-                          f"wider than ±{auto.target:.0%}")
-            specs = [s for c in need if self.store.should_run(
+            console.print(f"repeats: auto: round {r + 1} for {len(fits)} configuration(s) whose 95% interval is "
+                          f"wider than ±{auto.target:.0%}" + (f" (the budget leaves room for {len(fits)} of "
+                                                               f"{len(need)}, the widest first)"
+                                                               if len(fits) < len(need) else ""))
+            specs = [s for c in in_rounds(fits, self.matrix.order, self.seed) if self.store.should_run(
                 self.key(s := c.model_copy(update={"repeat": r})), True, self.retry_failed)]
             self.total += len(specs)
             progress.update(cells_task, total=self.total)
             self.run(specs, progress, cells_task, steps_task)
             added += [self.key(s) for s in specs]
+            if len(fits) < len(need):
+                break
         return added
+
+    def _fitting(self, need: list[CellSpec], r: int, left: float) -> list[CellSpec]:
+        """The configurations (in `need`'s order) whose next run fits in `left` seconds, each run estimated by its
+        configuration's mean wall time so far."""
+        fits: list[CellSpec] = []
+        for c in need:
+            walls = [rec.wall_seconds for rr in range(r)
+                     if (rec := self.store.get(self.key(c.model_copy(update={"repeat": rr})))) and rec.wall_seconds]
+            cost = sum(walls) / len(walls) if walls else 0.0
+            if cost > left:
+                continue
+            left -= cost
+            fits.append(c)
+        return fits
+
+
+def duet_line(ref: CellRecord, cand: CellRecord) -> str:
+    """One duet's ratio, as the sweep prints it."""
+    a, b = ref.duet, cand.duet
+    if a is None or b is None or a.tokens_per_second is None or b.tokens_per_second is None:
+        why = (a.note if a is not None and a.note else None) or (b.note if b is not None else None) or "no figure"
+        return f"    duet: no ratio ({why})"
+    return (f"    duet {a.duet + 1}: candidate / reference = {b.tokens_per_second / a.tokens_per_second:.3f} over "
+            f"{a.overlap_seconds:.0f} s measured together ({a.steps} and {b.steps} steps; reference on half {a.half})")
 
 
 MIN_FREE_BYTES = 1 << 30  # a result set needs megabytes; a compile cache, hundreds of them
@@ -172,12 +252,15 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     with termination_as_interrupt(), ResultSetLock(store.root):
         if store.exists() and not resume:
             store.open(matrix.document, fp, env_key, keys, resume=False)  # refuses, before anything is measured
+        asked = time.monotonic()
         with MachineLock(wait=wait, on_wait=waiting):
-            return _run(matrix, store, fp, env_key, keys, resume, retry_failed)
+            clock = SweepClock(lock_wait=time.monotonic() - asked)
+            return _run(matrix, store, fp, env_key, keys, resume, retry_failed, clock)
 
 
 def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, keys: list[str], resume: bool,
-         retry_failed: bool) -> ResultStore:
+         retry_failed: bool, clock: SweepClock | None = None) -> ResultStore:
+    clock = clock or SweepClock()
     state = system_state()
     warnings = repeatability_warnings(state)
     for w in warnings:
@@ -187,28 +270,51 @@ def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, k
     earlier = (store.manifest().peak_tflops or {}) if store.manifest_path.is_file() else {}
     peaks: dict[str, dict[str, float]] = dict(earlier.get("by_threads") or {})
     if matrix.peak:
+        started = time.monotonic()
         peaks = peaks_for(matrix.cells, peaks, announce=lambda t: console.print(
             f"measuring the GEMM peak at {t} thread(s) (2048^3, bf16 and fp32) ..."))
+        clock.peak = time.monotonic() - started
     # the sweep-wide figures (the most threads measured) stay as first recorded: earlier cells without a peak of
     # their own are measured against them, and a resume must not change their MFU
     widest = peaks.get(str(max((int(t) for t in peaks), default=0)), {})
     legacy = {k: v for k, v in earlier.items() if k in ("bf16", "fp32")}
     peak = {**widest, **legacy, "by_threads": peaks} if peaks else None
+    recorded = store.manifest().order if resume and store.manifest_path.is_file() else None
+    seed = sweep_seed(matrix.order, recorded.seed if recorded else None)
     extra = {"system": state, "system_warnings": warnings,
-             "repeats_auto": matrix.auto.model_dump() if matrix.auto else None}
+             "repeats_auto": matrix.auto.model_dump() if matrix.auto else None, "sweep_clock": clock.model_dump(),
+             "order": {"shuffle": matrix.order.shuffle, "seed": seed}}
     store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak, extra=extra)
-    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed)
-    todo = [c for c, k in zip(matrix.cells, keys, strict=True) if store.should_run(k, resume, retry_failed)]
+    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed, seed)
+    pairs = [d for d in duets.plan(matrix.cells, matrix.order, seed)
+             if any(store.should_run(sweep.key(s), resume, retry_failed) for s in (d.reference, d.candidate))] \
+        if matrix.design == "duet" else []  # a duet runs again whole, where either cell is to be taken again
+    todo = [s for d in pairs for s in (d.reference, d.candidate)] if matrix.design == "duet" else \
+        in_rounds([c for c, k in zip(matrix.cells, keys, strict=True) if store.should_run(k, resume, retry_failed)],
+                  matrix.order, seed)
     console.print(f"[bold]xeonft run[/] {matrix.name}: {len(keys)} cells ({len(keys) - len(todo)} already done)"
-                  + (f", repeats: auto up to {matrix.auto.max}" if matrix.auto else "") + f" -> {store.root}")
+                  + (f", repeats: auto up to {matrix.auto.max}" if matrix.auto else "")
+                  + (f", {len(pairs)} duet(s) of two cells at once on the two halves of the cores"
+                     if matrix.design == "duet" else "") + f" -> {store.root}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False, refresh_per_second=2) as progress:
-        sweep.total = len(todo)
+                  console=console, transient=False, refresh_per_second=2) as progress, \
+            Calibrator() if matrix.calibration else contextlib.nullcontext() as calibrator:
+        sweep.calibrator, sweep.total = calibrator, len(todo)
         cells_task = progress.add_task("cells", total=len(todo))
         steps_task = progress.add_task("steps", total=1)
-        sweep.run(todo, progress, cells_task, steps_task)
-        added = sweep.more_rounds(progress, cells_task, steps_task)
+        if matrix.design == "duet":
+            sweep.run_duets(pairs, progress, cells_task, steps_task)
+            added = []
+        else:
+            sweep.run(todo, progress, cells_task, steps_task)
+            added = sweep.more_rounds(progress, cells_task, steps_task)
     if added:
         store.add_cells(added)
-    console.print(summary_table(store.records(), list(matrix.axes)))
+    records = store.records()
+    console.print(summary_table(records, list(matrix.axes)))
+    line = share_line([r.phases for r in records if r.phases is not None], clock)
+    if line:  # where the cells' time went, over every cell of the set (a resumed one's earlier cells included)
+        console.print(line)
+    if (cost := calibration_line(records)) is not None:
+        console.print(cost)
     return store

@@ -10,12 +10,20 @@ from harness.measure.shapes import SHAPES, kv_width
 DTYPES = ("bf16", "fp32")
 
 
+def operands(m: int, k: int, n: int, dtype: str, seed: int | None = None) -> tuple[Any, Any]:
+    """Random (m x k) and (k x n) torch tensors of `dtype` (bf16 | fp32); the same ones for the same `seed`."""
+    import torch
+
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.randn(m, k, generator=gen, dtype=dt), torch.randn(k, n, generator=gen, dtype=dt)
+
+
 def gemm_tflops(m: int, k: int, n: int, dtype: str, min_seconds: float = 0.5) -> float:
     """TFLOP/s of (m x k) @ (k x n) with torch, best of repeated timings after a warm-up."""
     import torch
 
-    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-    a, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
+    a, b = operands(m, k, n, dtype)
     for _ in range(2):
         torch.mm(a, b)
     best, spent = float("inf"), 0.0

@@ -41,7 +41,8 @@ class TreeSampler:
     """Samples a process tree from outside it: peak RSS and USS of the whole tree, and foreign CPU load.
 
     Foreign load is the CPU time that processes outside the tree (and outside this sampler's own process) used,
-    in cores, over each second: the signal that a measurement was disturbed.
+    in cores, over each second: the signal that a measurement was disturbed. The trees of `beside` (a duet's
+    partner, which runs at the same time on purpose) are not foreign; their memory is not the tree's either.
     """
 
     pid: int
@@ -61,6 +62,7 @@ class TreeSampler:
     limit: int | None = None
     on_exceed: Callable[[int], None] | None = None
     exceeded_rss: int | None = None
+    beside: list[int] = field(default_factory=list)  # pids whose trees run beside this one on purpose
     _me_start: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -76,12 +78,23 @@ class TreeSampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _tree(self) -> list[psutil.Process]:
+    def _tree(self, pid: int | None = None) -> list[psutil.Process]:
         try:
-            root = psutil.Process(self.pid)
+            root = psutil.Process(self.pid if pid is None else pid)
             return [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
+
+    def _beside_seconds(self, known: dict[int, float]) -> dict[int, float]:
+        """CPU seconds of every live process of the `beside` trees (a member that has gone keeps its last count,
+        so its time is not taken for foreign load when it exits)."""
+        live = dict(known)
+        for pid in list(self.beside):
+            for p in self._tree(pid):
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    live[p.pid] = t.user + t.system + t.children_user + t.children_system
+        return live
 
     @staticmethod
     def _cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -103,6 +116,8 @@ class TreeSampler:
         last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me])
         last_uss, rss_at_uss = -1e9, 0
         known: dict[int, float] = {}
+        partner: dict[int, float] = {}
+        last_partner = 0.0
         procs = self._tree()
         while not self._stop.wait(self.interval):
             now = time.monotonic()
@@ -134,8 +149,11 @@ class TreeSampler:
                         t = p.cpu_times()
                         live[p.pid] = t.user + t.system + t.children_user + t.children_system
                 known = live or known
+                partner = self._beside_seconds(partner) if self.beside else partner
                 busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
-                foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me)
+                together = sum(partner.values())
+                foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me) - (together - last_partner)
+                last_partner = together
                 self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
                 self.foreign_epochs.append(time.time())
                 self.timeline.append((round(now - t0, 2), rss))

@@ -57,6 +57,9 @@ class Step(Open):
     row_sq: int = Field(default=0, description="Sum of squared row lengths: attention's work over whole rows.")
     hwm_bytes: int | None = Field(default=None, description="This process's peak RSS so far (VmHWM) at the step's "
                                                             "end; summed over ranks in a global step.")
+    ended: float | None = Field(default=None, description="Wall-clock time the step ended (Unix seconds); with "
+                                                        "`seconds`, when it ran: a duet's two cells are compared over "
+                                                        "the steps they ran at the same time.")
 
     @classmethod
     def across_ranks(cls, per_rank: Sequence[Step]) -> Step:

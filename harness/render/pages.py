@@ -21,6 +21,16 @@ OVERHEAD_NOTE = ("Each fully instrumented configuration (tree sampler, oneDNN pr
                  "step), with a 95% interval over runs and a Welch p; tracker share = the step tracker's own time per "
                  "step, paid by both; launcher CPU share = the CPU time the launcher (sampler and progress) used "
                  "while the cell ran, over the cell's wall time x its cores: what it can take from training.")
+PHASES_NOTE = ("Each configuration's cells' wall time (launch to exit, as the launcher measured it), by phase: the "
+               "shares of a row add up to 100%, 'other' being what no phase claims (building the result, teardown, "
+               "exit). A configuration's first run evaluates and logs oneDNN's kernels; its other runs do not (unless "
+               "the matrix says `evaluate: every`), and every cell reads tokenized, packed data from the cache when "
+               "an earlier cell prepared the same.")
+CALIBRATION_NOTE = ("Beside every cell, right before and right after it, the launcher's own interpreter ran the same "
+                    "short GEMM workload (bf16 and fp32, 2048^3) at the cell's threads on its CPUs. CV raw is the "
+                    "spread of tokens/s between a configuration's calibrated runs; CV normalized, of tokens/s over "
+                    "the calibration's GFLOP/s in the dtype of the cell's GEMMs (rescaled to tokens/s); change over "
+                    "a cell, the calibration after it against before it. Verdicts above are on raw throughput.")
 LEAD = ("Throughput is non-padding tokens trained on per second of measured steps (timing warm-up, compile, the "
         "profiled step and eval excluded). Each run (repeat, a separate process) gives one value; a configuration "
         "shows the median of its runs, a 95% interval across runs and their coefficient of variation (CV).")
@@ -80,6 +90,11 @@ def markdown(meta: dict[str, Any], tables: dict[str, pd.DataFrame], fp: dict[str
               md_table(tables["problems"])]
     if not tables["overhead"].empty:
         parts += ["## Instrumentation overhead", "", OVERHEAD_NOTE, "", md_table(tables["overhead"])]
+    if not tables.get("phases", pd.DataFrame()).empty:
+        parts += ["## Where the cells' time went", "", PHASES_NOTE, "", md_table(tables["phases"])]
+    if meta.get("calibration"):
+        parts += ["## Calibration beside every cell", "", CALIBRATION_NOTE, "", f"**{_sentence(meta['calibration'])}**",
+                  "", md_table(tables["calibration"])]
     parts += ["## Machine", "", md_table(pd.DataFrame(fingerprint_rows(fp), columns=["", "value"])),
               "## Figures", ""]
     for path, caption in figs.values():
@@ -152,6 +167,11 @@ def page(meta: dict[str, Any], tables: dict[str, pd.DataFrame], fp: dict[str, An
     doc.heading("Cells without numbers, disturbed or flagged").table(tables["problems"])
     if not tables["overhead"].empty:
         doc.heading("Instrumentation overhead").paragraph(OVERHEAD_NOTE, kind="").table(tables["overhead"])
+    if not tables.get("phases", pd.DataFrame()).empty:
+        doc.heading("Where the cells' time went").paragraph(PHASES_NOTE, kind="").table(tables["phases"])
+    if meta.get("calibration"):
+        doc.heading("Calibration beside every cell").paragraph(CALIBRATION_NOTE, kind="")
+        doc.paragraph(_sentence(meta["calibration"]), strong=True).table(tables["calibration"])
     doc.heading("Figures").figures(figs)
     doc.heading("Machine").table(pd.DataFrame(fingerprint_rows(fp), columns=["", "value"]))
     return doc.html()

@@ -5,17 +5,19 @@ or were disturbed are listed with their reasons rather than dropped silently."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.analysis.calibration import finding, spread_frame
 from harness.analysis.frames import cells_frame, steps_frame
-from harness.analysis.overhead import flags, overhead_frame
+from harness.analysis.overhead import flags, overhead_frame, phases_frame
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
 from harness.base.units import interval, missing, num, pct
+from harness.measure.phases import share_line
 from harness.render.figures import plots
 from harness.render.pages import markdown, page
 from harness.results.records import Manifest
@@ -23,7 +25,8 @@ from harness.results.store import ResultStore
 
 TOP_COLUMNS = {"variant": "variant", "batch_size": "batch_size", "tokens_per_s": "tok/s (median)",
                "interval": "95% interval", "cv": "CV", "repeats": "runs", "speedup": "x baseline",
-               "speedup_interval": "x 95% interval", "sequences_per_s": "seq/s", "mfu": "MFU", "hfu": "HFU",
+               "speedup_interval": "x 95% interval", "speedup_verdict": "verdict vs baseline",
+               "speedup_test": "test", "sequences_per_s": "seq/s", "mfu": "MFU", "hfu": "HFU",
                "peak_rss_gib": "peak RSS GiB", "eval_loss": "eval loss", "eval_vs_base": "eval loss vs baseline",
                "gemm_kernel": "oneDNN GEMM kernel", "compile_s": "compile s", "recompiles": "recompiles",
                "reached_target": "target reached"}
@@ -59,11 +62,13 @@ class Report:
     headline: str | None
     notes: tuple[str, ...]
     overhead: tuple[Overhead, ...]
+    calibration: str | None = None  # the calibration's finding and cost, in a sentence
 
     def summary_lines(self) -> list[str]:
         """The few lines `xeonft report` prints, ending with the files to open."""
         return [self.baseline, *([self.headline] if self.headline else []), *(f"note: {n}" for n in self.notes),
-                *(o.line() for o in self.overhead), f"report: {self.folder / 'index.html'}",
+                *(o.line() for o in self.overhead), *([f"calibration: {self.calibration}"] if self.calibration else []),
+                f"report: {self.folder / 'index.html'}",
                 f"        {self.folder / 'report.md'}", f"        {self.folder / 'cells.csv'}"]
 
 
@@ -127,6 +132,17 @@ def notes(manifest: Manifest, df: pd.DataFrame, configs: pd.DataFrame, auto: dic
     return out
 
 
+def phases_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Where each configuration's cell time went, the shares as percentages."""
+    frame = phases_frame(df)
+    if frame.empty:
+        return frame
+    for col in frame.columns[3:]:
+        frame[col] = [pct(v) for v in frame[col]]
+    frame["wall s"] = [f"{v:,.0f}" for v in frame["wall s"]]
+    return frame
+
+
 def render(results: str | Path, out: str | Path | None = None, baseline: str | None = None) -> Report:
     """Write reports/<name>/ for a result set; return its folder and its first lines."""
     store = ResultStore(results)
@@ -156,15 +172,36 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
         problems = pd.concat([problems, flagged.rename(columns={"flag": "reason"}).assign(status="flagged")],
                              ignore_index=True)
     first, said = headline(configs, base_identity), notes(manifest, df, configs, auto)
+    spent = share_line([r.phases for r in store.records(warn=False) if r.phases is not None], manifest.sweep_clock)
+    if spent:
+        said.append(spent)
+    calibrated = finding(df)
+    sentence = calibrated.sentence() if calibrated else None
     meta = {"name": name, "created": manifest.created, "cells": len(df), "ok": int((df["status"] == "ok").sum()),
-            "baseline": base_note, "headline": first, "notes": said}
-    tables = {"top": top, "problems": problems, "overhead": overhead_frame(df)}
+            "baseline": base_note, "headline": first, "notes": said, "calibration": sentence}
+    tables = {"top": top, "problems": problems, "overhead": overhead_frame(df), "phases": phases_table(df),
+              "calibration": _spread(df)}
     fp = manifest.fingerprint.model_dump(mode="json")
     (out_dir / "report.md").write_text(markdown(meta, tables, fp, figs), encoding="utf-8")
     (out_dir / "index.html").write_text(page(meta, tables, fp, figs), encoding="utf-8")
-    configs_json = configs.drop(columns=["runs"]).to_dict(orient="records") if not configs.empty else []
+    configs_json = configs.drop(columns=["runs", "rounds"]).to_dict(orient="records") if not configs.empty else []
     (out_dir / "report.json").write_text(json.dumps({
         **meta, "top": top.to_dict(orient="records"), "configurations": configs_json,
-        "overhead": tables["overhead"].to_dict(orient="records")}, indent=1, default=str), encoding="utf-8")
+        "overhead": tables["overhead"].to_dict(orient="records"),
+        "phases": phases_frame(df).to_dict(orient="records"),
+        "calibration": {"sentence": sentence, **asdict(calibrated),
+                        "configurations": spread_frame(df).to_dict(orient="records")} if calibrated else None},
+        indent=1, default=str), encoding="utf-8")
     return Report(folder=out_dir, baseline=base_note, headline=first, notes=tuple(said),
-                  overhead=_overhead(tables["overhead"]))
+                  overhead=_overhead(tables["overhead"]), calibration=sentence)
+
+
+def _spread(df: pd.DataFrame) -> pd.DataFrame:
+    """The calibration's table: shares as percentages."""
+    t = spread_frame(df)
+    for col in ("CV raw", "CV normalized", "calibration CV"):
+        if col in t:
+            t[col] = [pct(v) for v in t[col]]
+    if "change over a cell" in t:
+        t["change over a cell"] = [pct(v, signed=True) for v in t["change over a cell"]]
+    return t

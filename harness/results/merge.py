@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 from harness.base.errors import XeonftError
@@ -71,7 +72,8 @@ def merge(sources: list[str | Path], out: str | Path) -> ResultStore:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(log, dest)
     target.write_manifest(Manifest(
-        schema_version=SCHEMA_VERSION, name=manifests[0].name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        schema_version=SCHEMA_VERSION, name=manifests[0].name, set_id=uuid.uuid4().hex,  # a new set
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         merged_from=[str(s.root) for s in stores], matrix=manifests[0].matrix,
         environment=manifests[0].environment, fingerprint=manifests[0].fingerprint,
         peak_tflops=manifests[0].peak_tflops,

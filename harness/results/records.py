@@ -17,8 +17,11 @@ version stays 2: a result set written now is still read by the xeonft of before.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SerializationInfo, field_serializer, model_validator
@@ -27,14 +30,17 @@ from harness.base.errors import XeonftError
 
 # the status sets are harness.config.identity's, re-exported for the readers of records
 from harness.config.identity import MEASURED as MEASURED
+from harness.config.identity import OUTSIDE_EVERY_KEY
 from harness.config.identity import STATUSES as STATUSES
 from harness.config.identity import Status as Status
 from harness.config.spec import CellSpec
+from harness.measure.phases import Phases, SweepClock, WorkerClock
 from harness.measure.steps import Measurement, Open, Step, Summary
 
-__all__ = ["MEASURED", "SCHEMA_VERSION", "STATUSES", "Budget", "CellRecord", "CellResult", "CpuSet", "Fingerprint",
-           "Headline", "LaunchRecord", "Manifest", "Measurement", "Memory", "NodeOutcome", "Open", "RankResult",
-           "Status", "Step", "Summary", "check_version", "upgrade"]
+__all__ = ["MEASURED", "SCHEMA_VERSION", "STATUSES", "Budget", "Calibration", "CalibrationRun", "CellRecord",
+           "CellResult", "CpuSet", "Fingerprint", "Headline", "LaunchRecord", "Manifest", "Measurement", "Memory",
+           "NodeOutcome", "Open", "Phases", "RankResult", "RunOrder", "Status", "Step", "Summary", "SweepClock",
+           "WorkerClock", "check_version", "upgrade"]
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -123,6 +129,11 @@ class CellResult(Measurement):
     ranks_on_this_node: int | None = Field(default=None, description="Ranks that ran on this node.")
     rank_peak_rss_sum_bytes: int | None = Field(default=None, description="The ranks' own peak RSS, summed.")
     nodes: int | None = Field(default=None, description="Nodes a merged multi-node result came from.")
+    skipped: list[str] | None = Field(default=None, description="What this run left to its configuration's first "
+                                      "run (repeat 0): 'eval' (unless the matrix asks for `evaluate: every`), "
+                                      "'onednn' (the verbose probe: the first run's kernels stand for it).")
+    clock: WorkerClock | None = Field(default=None, description="What the worker timed of its own cell "
+                                                                "(harness.measure.phases).")
 
 
 class Memory(Open):
@@ -186,6 +197,65 @@ class Budget(Open):
     steps_total: int = Field(description="The steps it was to run.")
 
 
+class CalibrationRun(Open):
+    """One run of the calibration workload (`harness.measure.calibration`), as its process measured it."""
+
+    gflops: dict[str, float] = Field(description="GFLOP/s of the workload's GEMMs, per dtype (bf16, fp32): their "
+                                                 "work over their summed time.")
+    gemm_seconds: dict[str, list[float]] | None = Field(default=None, description="Each timed GEMM's seconds, per "
+                                                                                  "dtype.")
+    seconds: float = Field(description="Wall seconds of the run: pinning, the untimed and the timed GEMMs.")
+    cpus: list[int] = Field(description="The CPUs every thread of the calibration process was allowed while it ran "
+                                        "(their union, read back).")
+    threads: int = Field(description="torch's threads in the run.")
+    cpu_seconds_start: float = Field(description="The calibration process's CPU time (all threads) when the run "
+                                                 "began.")
+    cpu_seconds_end: float = Field(description="Its CPU time when the run ended.")
+
+
+class Calibration(Open):
+    """The calibration beside a cell: the same short workload right before and right after it, in the launcher's own
+    interpreter, at the cell's threads on its CPUs. Recorded always; whether normalizing by it lowers the spread
+    between runs is the analysis's to say (`harness.analysis.calibration`)."""
+
+    workload: str = Field(description="The workload in words (sizes, GEMMs, threads).")
+    cpus: list[int] = Field(description="The cell's CPUs the calibration was asked to run on.")
+    threads: int = Field(description="The cell's threads per process (all its ranks' together).")
+    before: CalibrationRun | None = Field(default=None, description="The run right before the cell (None if it "
+                                                                    "failed: see `note`).")
+    after: CalibrationRun | None = Field(default=None, description="The run right after it.")
+    mean: dict[str, float] | None = Field(default=None, description="GFLOP/s per dtype: the mean of the runs there "
+                                                                    "are (both, normally).")
+    seconds: float = Field(description="Wall seconds the launcher spent on the calibration beside this cell (both "
+                                       "runs, and starting the process when it started it here): its cost.")
+    start_seconds: float | None = Field(default=None, description="Of those, starting the calibration process "
+                                                                  "(importing torch), when it was started for this "
+                                                                  "cell.")
+    idle_cpu_seconds: float | None = Field(default=None, description="CPU time the calibration process used while "
+                                                                     "the cell ran (between the two runs): about 0.")
+    pid: int | None = Field(default=None, description="The calibration process's id.")
+    note: str | None = Field(default=None, description="What went wrong, when a run is missing.")
+
+
+class DuetRun(Open):
+    """A cell's part in a duet: it ran at the same time as its partner, each on half the cores. Its throughput is
+    taken over the measured steps both cells ran at once (`overlap`), so the ratio of the two sees the same
+    machine; the figures compare only within the duet."""
+
+    partner: str = Field(description="The store key of the cell it ran beside.")
+    role: Literal["reference", "candidate"] = Field(description="reference: the matrix's first configuration, "
+                                                                "which every other one runs beside.")
+    duet: int = Field(description="The duet's number in the sweep (0 first).")
+    half: int = Field(description="Which half of the cores it ran on: 0 (the lower CPUs) or 1; swapped from one "
+                                  "duet to the next.")
+    overlap_seconds: float | None = Field(default=None, description="Wall seconds both cells were in their "
+                                                                    "measured steps at once.")
+    steps: int = Field(default=0, description="Its measured steps that ran wholly inside that overlap.")
+    tokens_per_second: float | None = Field(default=None, description="Non-padding tokens over seconds of those "
+                                                                      "steps (None when fewer than 2 of them).")
+    note: str | None = Field(default=None, description="Why there is no duet figure, when there is none.")
+
+
 class NodeOutcome(Open):
     """One node's part of a merged multi-node cell."""
 
@@ -236,6 +306,14 @@ class CellRecord(Open):
     peak: dict[str, Any] | None = Field(default=None, description="The GEMM peak (TFLOP/s per dtype) at the cell's "
                                                                   "core count, measured before it ran: MFU is "
                                                                   "against it.")
+    phases: Phases | None = Field(default=None, description="The cell's wall time split into phases that add up "
+                                                            "to it: start-up, loading, preparing, warm-up, measured "
+                                                            "steps, eval, ... (harness.measure.phases).")
+    calibration: Calibration | None = Field(default=None, description="The calibration workload right before and "
+                                                                       "after the cell (None when the matrix turns "
+                                                                       "it off).")
+    duet: DuetRun | None = Field(default=None, description="Its part in a duet (design: duet), None in a solo "
+                                                           "sweep.")
 
     @model_validator(mode="before")
     @classmethod
@@ -244,8 +322,11 @@ class CellRecord(Open):
 
     @field_serializer("spec")
     def _whole_spec(self, spec: CellSpec, info: SerializationInfo) -> dict[str, Any]:
-        # always written whole: a spec's fields left at their defaults are part of what defined the cell
-        return spec.model_dump(mode=info.mode)
+        # always written whole: a spec's fields left at their defaults are part of what defined the cell; those no
+        # key holds (which runs evaluate) are written where they differ from their default, so a record read and
+        # written again keeps its bytes
+        quiet = {k for k in OUTSIDE_EVERY_KEY if getattr(spec, k) == CellSpec.model_fields[k].default}
+        return spec.model_dump(mode=info.mode, exclude=quiet)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -309,6 +390,14 @@ class Fingerprint(Open):
                                                                   "(secrets left out).")
 
 
+class RunOrder(Open):
+    """How a sweep ordered each round's cells (`harness.launch.order`): a resume keeps the seed."""
+
+    shuffle: bool = Field(description="Whether each round's cells were shuffled (else run as the matrix lists "
+                                      "them).")
+    seed: int = Field(description="The seed each round's order was drawn from, with the round's number.")
+
+
 class Manifest(Open):
     """`manifest.json`: the matrix, the machine, the environment key, the GEMM peaks and the cells in order."""
 
@@ -317,6 +406,9 @@ class Manifest(Open):
 
     schema_version: int = Field(default=1, description="The manifest's layout (see harness.results.records).")
     name: str | None = Field(default=None, description="The result set's name (the matrix's).")
+    set_id: str | None = Field(default=None, description="The result set's identity wherever it is copied (a uuid4 "
+                               "hex made when it is created, kept on resume; a merge makes a new one). Absent in "
+                               "sets made before it: `Manifest.identity` derives one.")
     created: str | None = Field(default=None, description="When the result set was created (ISO 8601).")
     updated: str | None = Field(default=None, description="When a sweep last opened it.")
     matrix: dict[str, Any] = Field(default_factory=dict, description="The matrix document as given.")
@@ -331,6 +423,10 @@ class Manifest(Open):
     system_warnings: list[str] | None = Field(default=None, description="What in them makes timings vary.")
     repeats_auto: dict[str, Any] | None = Field(default=None, description="Adaptive repeats: min, max, target, "
                                                                           "budget.")
+    sweep_clock: SweepClock | None = Field(default=None, description="What the last sweep spent outside its "
+                                                                     "cells: the GEMM peak, waiting for the machine.")
+    order: RunOrder | None = Field(default=None, description="The order of the cells in each round: shuffled or "
+                                                             "as listed, and the seed it was drawn from.")
 
     @model_validator(mode="before")
     @classmethod
@@ -338,6 +434,14 @@ class Manifest(Open):
         if isinstance(data, dict):
             check_version(data, "a manifest")
         return data
+
+    def identity(self, root: Path) -> str:
+        """The result set's portable id: its `set_id`, or for a set made before there was one a digest of where and
+        when it was made (the machine's name, the folder's resolved path, the creation time), stable across reads."""
+        if self.set_id:
+            return self.set_id
+        made = json.dumps([self.fingerprint.hostname, str(root.resolve()), self.created])
+        return hashlib.sha256(made.encode()).hexdigest()[:32]
 
     @property
     def axes(self) -> list[str]:

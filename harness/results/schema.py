@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from harness.results.bundle_model import BundleHeader
 from harness.results.records import SCHEMA_VERSION, CellRecord, Manifest
 
 # this layer's records, by the name of their published schema
-RECORDS: dict[str, type[BaseModel]] = {"cell-record": CellRecord, "manifest": Manifest}
+RECORDS: dict[str, type[BaseModel]] = {"cell-record": CellRecord, "manifest": Manifest, "bundle-header": BundleHeader}
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ class ResultStore:
             **kept, **(extra or {}),
             "schema_version": SCHEMA_VERSION,
             "name": document.get("name"),
+            # a set keeps its identity when resumed; one made before set_id takes the id it was known by
+            "set_id": manifest.identity(self.root) if self.manifest_path.is_file() else uuid.uuid4().hex,
             "created": manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "matrix": document,
@@ -109,7 +112,11 @@ class ResultStore:
         try:
             return Manifest.model_validate(data)
         except ValidationError as err:
-            raise XeonftError(f"{self.manifest_path}: not a manifest: {_first_error(err)}") from None
+            raise XeonftError(f"{self.manifest_path}: not a manifest: {first_error(err)}") from None
+
+    def set_id(self) -> str:
+        """The result set's identity (`Manifest.identity`): the same on every machine it is copied to."""
+        return self.manifest().identity(self.root)
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
@@ -126,7 +133,7 @@ class ResultStore:
                 raise ValueError("not a JSON object")
             return CellRecord.model_validate(upgrade(data, str(path)))
         except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError and ValidationError included
-            why = _first_error(err) if isinstance(err, ValidationError) else str(err).splitlines()[0]
+            why = first_error(err) if isinstance(err, ValidationError) else str(err).splitlines()[0]
             self.damaged[str(path)] = why
             return None
 
@@ -160,6 +167,7 @@ class ResultStore:
             write_atomic(path, path.read_text(encoding="utf-8", errors="replace"))
 
 
-def _first_error(err: ValidationError) -> str:
+def first_error(err: ValidationError) -> str:
+    """A validation error's first problem as a message shows it: `where: what`."""
     first = err.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc']) or '(top level)'}: {first['msg']}"

@@ -43,8 +43,8 @@ def cell(cfg: FinetuneConfig, batch: int, place: Layout, memory: int, warmup: in
          eval_rows: int | None, repeat: int = 0, timeout_s: float = 1800, save: bool = True,
          max_steps: int | None = None) -> CellSpec:
     """A cell of the job's config at `batch` per rank and `place`, capped at `memory`. A probe or placement run
-    evaluates once and saves one checkpoint after its steps, so its record holds both costs; the validation job
-    keeps the job's own schedule (`max_steps`, `eval_steps`)."""
+    evaluates once (every run of it: `evaluate: every`) and saves one checkpoint after its steps, so its record holds
+    both costs; the validation job keeps the job's own schedule (`max_steps`, `eval_steps`)."""
     total = max_steps or warmup + measured
     update: dict[str, Any] = {"batch_size": batch, "max_steps": total, "logging_steps": 1, "prompts": (),
                               "threads": place.threads, "save_checkpoints": save}
@@ -54,4 +54,4 @@ def cell(cfg: FinetuneConfig, batch: int, place: Layout, memory: int, warmup: in
         update["eval_size"] = eval_rows
     launch = LaunchSettings(ranks=place.ranks, pinning="numa" if place.numa else "none", memory_limit=memory)
     return CellSpec(config=cfg.model_copy(update=update), launch=launch, timing_warmup_steps=warmup,
-                    measured_steps=total - warmup, repeat=repeat, timeout_s=timeout_s)
+                    measured_steps=total - warmup, repeat=repeat, timeout_s=timeout_s, evaluate="every")

@@ -4,8 +4,9 @@ One model per part, built from the sizing's own values (the job's shape, the fit
 frozen dataclasses defined beside the code that computes them). The file keeps the layout it had before these
 models existed: a key that sizing writes only in some cases (the cost without a price, the soak's growth when the
 soak did not run, everything after the boundary when nothing fits) is written only when set, so a file read and
-written again is the file it was. The one key added since is `numa` beside each placement's label (read from the
-label in files written before it); and `no_extrapolation`, the reason `--cores` gave no projection.
+written again is the file it was. The keys added since: `numa` beside each placement's label (read from the
+label in files written before it); `no_extrapolation`, the reason `--cores` gave no projection; and the machine's
+`kind` and `hostname`, so `xeonft machines` can set a sizing beside the same machines' runs.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ class Machine(_Part):
     cores: int = Field(description="The cores sizing could use.")
     amx: bool | None = Field(description="Whether the CPU has AMX.")
     numa_nodes: int = Field(description="NUMA nodes.")
+    kind: str | None = Field(default=None, description="The machine's kind (harness.measure.kind), so `xeonft "
+                             "machines` can put the sizing beside the same machines' runs; absent before kinds.")
+    hostname: str | None = Field(default=None, description="The machine's name.")
 
 
 class PredictedBoundary(_Part):

@@ -22,6 +22,7 @@ from harness.launch.runner import Runner
 from harness.launch.sweep import check_free_space
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.measure.host import cores, numa_nodes
+from harness.measure.kind import machine_facts
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 from harness.sizing import cells as C
@@ -185,7 +186,7 @@ def size(req: SizeRequest, out: Path) -> Findings:
             probes=[ProbeRow(**asdict(p), in_fit=p in fitted) for p in sorted(tried.values(), key=lambda p: p.batch)],
             boundary=boundary_summary(tried, req), fit=fit,
             fingerprint=Machine(cpu=s.fp["cpu"].get("brand"), cores=s.here, amx=s.fp["cpu"].get("amx"),
-                                numa_nodes=s.nodes),
+                                numa_nodes=s.nodes, kind=machine_facts(s.fp).kind, hostname=s.fp.get("hostname")),
             predicted_boundaries=predictions(fit, req, row_tokens), breakdown=s.breakdown(fit))
         if batch < 1:
             findings = findings.model_copy(update={

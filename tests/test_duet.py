@@ -1,0 +1,125 @@
+"""Duets (harness.launch.duet): two cells at once, each on its own half of the cores, compared by their ratio."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.analysis.frames import cells_frame
+from harness.analysis.summary import baseline, configurations, speedups
+from harness.base.errors import XeonftError
+from harness.config.matrix import RunOrder
+from harness.launch import duet
+from harness.launch.sweep import run_sweep
+from harness.measure.sampler import TreeSampler
+from tests.conftest import tiny_matrix
+
+AXES = {"inject_fault": ["none", "slow:100%"], "replica": ["a", "b"]}
+EXCLUDE = [{"inject_fault": "slow:100%", "replica": "b"}]  # the reference, its A/A twin, and a slowed twin
+
+
+def _matrix(rows_file, tokenizer_dir, **changes):
+    doc = {"name": "duet", "design": "duet", "axes": AXES, "exclude": EXCLUDE, "repeats": 2,
+           "measure": {"warmup_steps": 1, "steps": 6}, **changes}
+    return tiny_matrix(rows_file, tokenizer_dir, **doc)
+
+
+def test_a_duet_matrix_runs_every_configuration_beside_the_first_with_the_halves_swapped(rows_file, tokenizer_dir):
+    m = _matrix(rows_file, tokenizer_dir)
+    assert m.design == "duet" and not m.calibration
+    assert all(c.launch.duet and c.launch.pinning == "cores" for c in m.cells)
+    reference = m.cells[0].model_copy(update={"repeat": 0})
+    refs = [c for c in m.cells if c.model_copy(update={"repeat": 0}) == reference]
+    assert sorted(c.repeat for c in refs) == [0, 1, 2, 3]  # once beside each of 2 others, in each of 2 rounds
+    assert len(m.cells) == 4 + 2 * 2
+    plan = duet.plan(m.cells, RunOrder(shuffle=True, seed=5), 5)
+    assert len(plan) == 4 and [d.number for d in plan] == [0, 1, 2, 3]
+    assert sorted(d.reference.repeat for d in plan) == [0, 1, 2, 3]  # each reference run in one duet
+    assert len({(d.candidate.launch.replica, d.candidate.launch.inject_fault, d.candidate.repeat) for d in plan}) == 4
+    for fault, replica in (("none", "b"), ("slow:100%", "a")):
+        mine = [d for d in plan if (d.candidate.launch.inject_fault, d.candidate.launch.replica) == (fault, replica)]
+        assert [d.candidate.repeat for d in mine] == [0, 1]
+        assert {d.reference_half for d in mine} == {0, 1}  # the halves swap from one round to the next
+    assert duet.plan(m.cells, RunOrder(shuffle=True, seed=5), 5) == plan  # the recorded seed gives the same duets
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"repeats": "auto"}, "takes a fixed number of repeats"),
+    ({"fixed": {"model": "synthetic:tiny", "ranks": 2}}, "ranks above 1 does not combine"),
+    ({"axes": {**AXES, "pinning": ["numa"]}}, "pinning 'numa' does not combine"),
+    ({"axes": {"replica": ["a"]}, "exclude": []}, "needs two configurations or more"),
+    ({"fixed": {"model": "synthetic:tiny", "duet": True}}, "'duet' is set by the matrix's design"),
+    ({"calibration": True}, "has no calibration beside its cells"),
+])
+def test_a_duet_matrix_that_cannot_be_one_is_refused_in_one_message(rows_file, tokenizer_dir, changes, message):
+    with pytest.raises(XeonftError, match=message):
+        _matrix(rows_file, tokenizer_dir, **changes)
+
+
+def test_a_partner_beside_the_tree_is_not_taken_for_foreign_load():
+    """A busy process outside a sampled tree is foreign load, unless it is the tree's duet partner."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        with TreeSampler(idle.pid) as alone, TreeSampler(idle.pid, beside=[busy.pid]) as paired:
+            time.sleep(3.5)
+    finally:
+        busy.kill()
+        idle.kill()
+    assert statistics.fmean(alone.foreign_cores) > 0.6, alone.foreign_cores
+    assert statistics.fmean(paired.foreign_cores) < 0.3, paired.foreign_cores
+
+
+@pytest.fixture(scope="module")
+def duet_sweep(rows_file, tokenizer_dir, tmp_path_factory):
+    m = _matrix(rows_file, tokenizer_dir, order={"shuffle": True, "seed": 11})
+    return m, run_sweep(m, out=tmp_path_factory.mktemp("duet") / "duet")
+
+
+def test_a_duet_sweep_runs_each_pair_at_once_on_disjoint_halves_and_decides_by_their_ratios(duet_sweep):
+    _, store = duet_sweep
+    records = {r.key: r for r in store.records()}
+    assert len(records) == 8 and {r.status for r in records.values()} <= {"ok", "disturbed"}, \
+        [(r.status, r.reason) for r in records.values()]
+    by_duet: dict[int, list] = {}
+    for r in records.values():
+        assert r.duet is not None and r.duet.note is None, r.duet
+        assert records[r.duet.partner].duet.partner == r.key  # the two sides name each other
+        by_duet.setdefault(r.duet.duet, []).append(r)
+    assert sorted(by_duet) == [0, 1, 2, 3]
+    for ref, cand in (sorted(pair, key=lambda r: r.duet.role != "reference") for pair in by_duet.values()):
+        assert (ref.duet.role, cand.duet.role) == ("reference", "candidate")
+        assert ref.duet.half != cand.duet.half
+        assert not set(ref.launch.placement.cpus) & set(cand.launch.placement.cpus)  # disjoint halves
+        # both waited at the barrier: their measured steps began together, and ran together
+        assert abs(ref.result.measured_epoch[0] - cand.result.measured_epoch[0]) < 1.0
+        assert ref.duet.overlap_seconds > 0 and ref.duet.steps >= 2 and cand.duet.steps >= 2
+        assert ref.peak is None  # a duet cell shares the machine: no MFU
+        ratio = cand.duet.tokens_per_second / ref.duet.tokens_per_second
+        if cand.launch_settings.get("inject_fault") == "slow:100%":
+            assert ratio < 0.8, ratio  # each of its steps waits as long again as its work
+    df = cells_frame(store)
+    configs = configurations(df)
+    base, sentence = baseline(df, None)
+    assert "duet's reference" in sentence
+    verdicts = speedups(configs, base, threshold=0.1, alpha=0.05)
+    others = verdicts[verdicts["identity"] != base]
+    assert list(others["speedup_test"]) == ["duet", "duet"]
+    slowed = others[others["variant"].str.contains("slow")].iloc[0]
+    assert slowed["speedup"] < 0.8 and "2 pairs of runs, run at once (duets)" in slowed["speedup_reason"]
+
+
+def test_a_duet_whose_partner_crashes_early_does_not_hold_the_other_at_the_barrier(rows_file, tokenizer_dir,
+                                                                                      tmp_path):
+    m = _matrix(rows_file, tokenizer_dir, axes={"inject_fault": ["none", "crash"]}, exclude=[], repeats=1)
+    started = time.monotonic()
+    store = run_sweep(m, out=tmp_path / "crash")
+    assert time.monotonic() - started < 100  # not the barrier's 900 s
+    by_fault = {r.launch_settings.get("inject_fault"): r for r in store.records()}
+    assert by_fault["crash"].status == "failed" and by_fault["none"].status in ("ok", "disturbed")
+    assert by_fault["none"].duet.tokens_per_second is None
+    assert by_fault["none"].duet.note == "a cell of the duet did not finish with a measurement"
