@@ -101,7 +101,11 @@ def test_a_bare_cell_runs_unwatched_and_the_report_measures_the_overhead(side_by
     for row in report["overhead"]:
         assert row["CI low"] <= row["overhead"] <= row["CI high"] and 0 <= row["p"] <= 1
         assert 0 < row["launcher CPU share"] < 0.5 and 0 < row["tracker share"] < 0.5
-    assert report["headline"].startswith("fastest configuration:") and "eval loss" in report["headline"]
+    head = report["headline"]
+    assert head.startswith("fastest configuration:")
+    # which twin is fastest is this machine's call (once the full one, at 221-10083 tok/s over its two runs); the
+    # headline compares eval loss exactly when the fastest is not the baseline
+    assert ("eval loss" in head) != ("which is the baseline" in head), head
     assert "Instrumentation overhead" in (out / "report.md").read_text()
 
 

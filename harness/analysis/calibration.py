@@ -41,6 +41,8 @@ def calibration_columns(record: CellRecord) -> dict[str, Any]:
     if cal is None:
         return {"calibration_gflops": None, "calibration_s": None}
     dtype = precision_rule(record.config.get("precision", "bf16-autocast")).gemm
+    if cal.mean and dtype not in cal.mean and "fp32" in cal.mean:  # a CPU without bf16 kernels: its emulated bf16
+        dtype = "fp32"  # GEMMs run on the fp32 units, whose speed the fp32 reading follows
     before = cal.before.gflops.get(dtype) if cal.before else None
     after = cal.after.gflops.get(dtype) if cal.after else None
     return {"calibration_gflops": (cal.mean or {}).get(dtype), "calibration_dtype": dtype,

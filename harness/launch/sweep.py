@@ -34,6 +34,7 @@ from harness.launch.order import in_rounds, sweep_seed
 from harness.launch.peaks import cell_peak, peaks_for
 from harness.launch.supervisor import supervise
 from harness.measure.fingerprint import environment_key, fingerprint
+from harness.measure.kind import bf16_note
 from harness.measure.phases import SweepClock, share_line
 from harness.measure.system import repeatability_warnings, system_state
 from harness.results.records import CellRecord
@@ -266,7 +267,7 @@ def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, k
     for w in warnings:
         console.print(f"[yellow]repeatability:[/] {w}")
     if not fp["cpu"]["amx"]:
-        console.print("[yellow]note:[/] this CPU has no AMX; bf16 runs on AVX-512 kernels here")
+        console.print(f"[yellow]note:[/] {bf16_note(fp.get('torch_build', {}).get('bf16_kernels', True))}")
     earlier = (store.manifest().peak_tflops or {}) if store.manifest_path.is_file() else {}
     peaks: dict[str, dict[str, float]] = dict(earlier.get("by_threads") or {})
     if matrix.peak:

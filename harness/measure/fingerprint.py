@@ -17,6 +17,7 @@ import psutil
 
 from harness.base.secrets import is_secret
 from harness.measure.host import cores, numa_nodes
+from harness.measure.peak import bf16_kernels
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy",
              "intel-extension-for-pytorch", "oneccl-bind-pt")
@@ -116,6 +117,7 @@ def torch_build() -> dict[str, Any]:
         "openmp": openmp.group(1) if openmp else None,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn_available": torch.backends.mkldnn.is_available(),
+        "bf16_kernels": bf16_kernels(),
         "intel_openmp": "libiomp5" in config,
     }
 

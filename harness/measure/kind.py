@@ -86,3 +86,14 @@ def _int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def bf16_note(bf16_kernels: bool) -> str:
+    """What a reader of bf16 figures from a CPU without AMX must know, by whether torch had bf16 GEMM kernels on it
+    (the fingerprint's `torch_build.bf16_kernels`)."""
+    if bf16_kernels:
+        return ("this CPU has no AMX: every bf16 GEMM here ran on AVX-512 (or older) kernels, so no bf16 figure says "
+                "anything about AMX")
+    return ("this CPU has no bf16 GEMM kernels (no AVX-512, no AMX): torch emulated every bf16 GEMM here, tens of "
+            "times slower than fp32 (about 1 against 30-70 GFLOP/s a core on an AVX2 EPYC), so bf16 figures from it "
+            "say nothing about a Xeon's; its bf16 peak is the fp32 one, which bounds the emulation")

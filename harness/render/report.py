@@ -17,6 +17,7 @@ from harness.analysis.overhead import flags, overhead_frame, phases_frame
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
 from harness.base.units import interval, missing, num, pct
+from harness.measure.kind import bf16_note
 from harness.measure.phases import share_line
 from harness.render.figures import plots
 from harness.render.pages import markdown, page
@@ -116,8 +117,7 @@ def notes(manifest: Manifest, df: pd.DataFrame, configs: pd.DataFrame, auto: dic
     fp = manifest.fingerprint
     bf16 = df["precision"].astype(str).str.startswith("bf16").any()
     if fp.cpu and fp.cpu.get("amx") is False and bf16:
-        out.append("this CPU has no AMX: every bf16 GEMM here ran on AVX-512 (or older) kernels, so no bf16 figure "
-                   "below says anything about AMX")
+        out.append(bf16_note(fp.torch_build.get("bf16_kernels", True)))
     out += manifest.system_warnings or []
     if auto and not configs.empty:
         short = configs[configs["reached_target"] == False]  # noqa: E712
