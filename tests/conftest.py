@@ -20,6 +20,9 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# bf16 cells run on a CPU without bf16 GEMM kernels too (harness.launch.emulation): a tiny model's emulated bf16
+# steps take milliseconds; tests/test_emulation.py checks the refusal with this unset
+os.environ.setdefault("XEONFT_EMULATED_BF16", "1")
 
 ROWS = [
     {"instruction": "Give three tips for staying healthy.", "input": "",

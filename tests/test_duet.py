@@ -18,13 +18,13 @@ from harness.launch.sweep import run_sweep
 from harness.measure.sampler import TreeSampler
 from tests.conftest import tiny_matrix
 
-AXES = {"inject_fault": ["none", "slow:100%"], "replica": ["a", "b"]}
-EXCLUDE = [{"inject_fault": "slow:100%", "replica": "b"}]  # the reference, its A/A twin, and a slowed twin
+AXES = {"inject_fault": ["none", "slow:50%"], "replica": ["a", "b"]}
+EXCLUDE = [{"inject_fault": "slow:50%", "replica": "b"}]  # the reference, its A/A twin, and a slowed twin
 
 
 def _matrix(rows_file, tokenizer_dir, **changes):
     doc = {"name": "duet", "design": "duet", "axes": AXES, "exclude": EXCLUDE, "repeats": 2,
-           "measure": {"warmup_steps": 1, "steps": 6}, **changes}
+           "measure": {"warmup_steps": 1, "steps": 10}, **changes}
     return tiny_matrix(rows_file, tokenizer_dir, **doc)
 
 
@@ -40,7 +40,7 @@ def test_a_duet_matrix_runs_every_configuration_beside_the_first_with_the_halves
     assert len(plan) == 4 and [d.number for d in plan] == [0, 1, 2, 3]
     assert sorted(d.reference.repeat for d in plan) == [0, 1, 2, 3]  # each reference run in one duet
     assert len({(d.candidate.launch.replica, d.candidate.launch.inject_fault, d.candidate.repeat) for d in plan}) == 4
-    for fault, replica in (("none", "b"), ("slow:100%", "a")):
+    for fault, replica in (("none", "b"), ("slow:50%", "a")):
         mine = [d for d in plan if (d.candidate.launch.inject_fault, d.candidate.launch.replica) == (fault, replica)]
         assert [d.candidate.repeat for d in mine] == [0, 1]
         assert {d.reference_half for d in mine} == {0, 1}  # the halves swap from one round to the next
@@ -100,8 +100,8 @@ def test_a_duet_sweep_runs_each_pair_at_once_on_disjoint_halves_and_decides_by_t
         assert ref.duet.overlap_seconds > 0 and ref.duet.steps >= 2 and cand.duet.steps >= 2
         assert ref.peak is None  # a duet cell shares the machine: no MFU
         ratio = cand.duet.tokens_per_second / ref.duet.tokens_per_second
-        if cand.launch_settings.get("inject_fault") == "slow:100%":
-            assert ratio < 0.8, ratio  # each of its steps waits as long again as its work
+        if cand.launch_settings.get("inject_fault") == "slow:50%":
+            assert ratio < 0.85, ratio  # each of its steps waits half as long again as its work: about 0.67
     df = cells_frame(store)
     configs = configurations(df)
     base, sentence = baseline(df, None)
@@ -110,7 +110,7 @@ def test_a_duet_sweep_runs_each_pair_at_once_on_disjoint_halves_and_decides_by_t
     others = verdicts[verdicts["identity"] != base]
     assert list(others["speedup_test"]) == ["duet", "duet"]
     slowed = others[others["variant"].str.contains("slow")].iloc[0]
-    assert slowed["speedup"] < 0.8 and "2 pairs of runs, run at once (duets)" in slowed["speedup_reason"]
+    assert slowed["speedup"] < 0.85 and "2 pairs of runs, run at once (duets)" in slowed["speedup_reason"]
 
 
 def test_a_duet_whose_partner_crashes_early_does_not_hold_the_other_at_the_barrier(rows_file, tokenizer_dir,

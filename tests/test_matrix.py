@@ -107,11 +107,11 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
-    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica` and `lm_head` joined (each left
+    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet` and `lm_head` joined (each left
     # out at its default), and `evaluate` (in no key)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True, "evaluate": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
-                                                                "stack": True, "replica": True},
+                                                                "stack": True, "replica": True, "duet": True},
                                                      "config": {"lm_head": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert store_key(cell, "e") == old_key

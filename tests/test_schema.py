@@ -56,7 +56,7 @@ def test_the_check_names_a_stale_a_missing_and_a_leftover_file(tmp_path, capsys)
     assert all(p.get("description") for p in published["properties"].values())
 
 
-JOINED_SINCE = {"replica": "a"}  # launch keys newer than the fixture, at their defaults
+JOINED_SINCE = {"replica": "a", "duet": False}  # launch keys newer than the fixture, at their defaults
 
 
 def test_every_cell_of_the_old_set_loads_and_a_write_keeps_every_key(old, tmp_path):
@@ -190,5 +190,6 @@ def test_a_record_written_now_has_every_key_of_one_written_before(rows_file, tok
         assert set(before[part]) <= set(now[part]), part
     assert set(before["result"]) <= set(now["result"])
     assert set(before["result"]["summary"]) <= set(now["result"]["summary"])
-    assert all(set(before["result"]["steps"][0]) == set(step) for step in now["result"]["steps"])
+    # a step has every key it had, and one more since: when it ended (wall clock), which a duet's overlap needs
+    assert all(set(step) - set(before["result"]["steps"][0]) == {"ended"} for step in now["result"]["steps"])
     assert now["schema_version"] == 2 and ResultStore(store.root).records()[0].measured

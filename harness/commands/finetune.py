@@ -24,5 +24,9 @@ class Finetune(Command):
         from harness.config.finetune import load_config
         from harness.finetune import run_finetune
 
-        run_finetune(load_config(args.config, preset=args.preset, **field_overrides(args)), out=args.out)
+        from harness.launch.emulation import refuse_job
+
+        cfg = load_config(args.config, preset=args.preset, **field_overrides(args))
+        refuse_job(cfg.precision, "finetune")
+        run_finetune(cfg, out=args.out)
         return 0

@@ -109,11 +109,13 @@ class Size(Command):
 
 
 def run_size(args: argparse.Namespace) -> int:
+    from harness.launch.emulation import refuse_job
     from harness.render.sizing import render_sizing, summary_lines
     from harness.sizing.size import size
     from harness.sizing.validate import validate
 
     req, out = request(args)
+    refuse_job(req.config.precision, "size")
     report = Path(args.report_out or Path("reports") / out.name)
     findings = size(req, out)
     if args.validate is not None and findings.recommendation:

@@ -130,6 +130,9 @@ class MatrixFile(BaseModel):
     peak: bool = True  # measure the GEMM peak before the cells (MFU is reported against it)
     calibration: bool = True  # a short fixed GEMM workload right before and after every cell (recorded beside it)
     design: Design = "solo"  # duet: two cells at once on disjoint halves of the cores (harness.launch.duet)
+    # bf16 cells on a CPU without bf16 GEMM kernels, where torch emulates them tens of times slower than fp32:
+    # unset, they run where XEONFT_EMULATED_BF16=1 (the tests' tiny models) and are `unavailable` otherwise
+    emulated_bf16: bool | None = None
     variables: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("repeats", mode="before")
@@ -175,6 +178,7 @@ class Matrix(BaseModel):
     order: RunOrder = RunOrder()
     # duet: `cells[0]`'s configuration is the reference every other one runs beside (harness.launch.duet)
     design: Design = "solo"
+    emulated_bf16: bool | None = None  # run bf16 cells where torch emulates bf16 (None: XEONFT_EMULATED_BF16 says)
 
     def with_memory_limit(self, limit: str | int) -> Matrix:
         """Every cell capped at `limit` (the command line's --memory-limit, over the matrix's own)."""
@@ -353,7 +357,7 @@ def parse_matrix(doc: dict[str, Any], source: str = "matrix", base_dir: Path | N
         ordered = [c.model_copy(update={"repeat": r}) for r in range(rounds) for c in cells]
     return Matrix(name=m.name, cells=ordered, axes=m.axes, document=doc, disturbance_cores=m.disturbance_cores,
                   peak=m.peak, calibration=m.calibration and m.design == "solo", auto=auto, order=m.order,
-                  design=m.design)
+                  design=m.design, emulated_bf16=m.emulated_bf16)
 
 
 def load_matrix(path: str | Path, trust_remote_code: bool = False) -> Matrix:

@@ -50,12 +50,18 @@ def check(result_set: Path, where: catalog.Where, threshold: float = 0.05,
     for ident, mine in groups.items():
         label, machine, when = named[ident], mine[0].machine, min(r.date or "" for r in mine)
         measured = [r for r in mine if r.measured]
-        earlier = [r for r in earlier_sets if r.identity == ident and r.machine == machine and (r.date or "") < when]
+        # the sets that began before this one, each whole: a set whose rounds interleaved with this one's keeps its
+        # later runs too (each run before this set's first one would cut it short)
+        theirs = [r for r in earlier_sets if r.identity == ident and r.machine == machine]
+        began: dict[str, str] = {}
+        for r in theirs:
+            began[r.set_id] = min(began.get(r.set_id, r.date or ""), r.date or "")
+        earlier = [r for r in theirs if began[r.set_id] < when]
         if not earlier:
             here = "" if measured else f"; here: {_statuses(mine)}"
             out.append(CheckVerdict(label, "new", f"no earlier run of this cell on this machine{here}"))
             continue
-        latest = max(earlier, key=lambda r: r.date or "")
+        latest = max(earlier, key=lambda r: (began[r.set_id], r.date or ""))
         last = latest.result_set
         before = [r for r in earlier if r.set_id == latest.set_id]
         if measured:

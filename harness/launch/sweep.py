@@ -25,7 +25,7 @@ from harness.config.matrix import Matrix
 from harness.config.spec import CellSpec
 from harness.config.stack import Stack
 from harness.launch import duet as duets
-from harness.launch import envs, stacks
+from harness.launch import emulation, envs, stacks
 from harness.launch.calibrator import Calibrator
 from harness.launch.console import calibration_line, console, describe, one_line, summary_table
 from harness.launch.lifeline import termination_as_interrupt
@@ -61,8 +61,9 @@ class Sweep:
     """One sweep's state: the store, the environment key, the peaks, the progress display."""
 
     def __init__(self, matrix: Matrix, store: ResultStore, env_key: str, peaks: dict[str, dict[str, float]],
-                 resume: bool, retry_failed: bool, seed: int = 0) -> None:
+                 resume: bool, retry_failed: bool, seed: int = 0, bf16_kernels: bool = True) -> None:
         self.matrix, self.store, self.env_key, self.peaks = matrix, store, env_key, peaks
+        self.bf16_kernels, self.emulated_bf16 = bf16_kernels, emulation.allowed(matrix.emulated_bf16)
         self.seed = seed  # of each round's order (`harness.launch.order`)
         self.resume, self.retry_failed = resume, retry_failed
         self.calibrator: Calibrator | None = None  # the calibration beside each cell (None: the matrix has it off)
@@ -80,11 +81,12 @@ class Sweep:
             label = describe(values) + (f" repeat={spec.repeat}" if spec.repeat else "")
             progress.update(steps_task, description=f"  {label}", completed=0,
                             total=spec.timing_warmup_steps + spec.measured_steps)
+            refuse = emulation.refusal(spec, self.bf16_kernels, self.emulated_bf16)
             record = supervise(spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores,
-                               calibrator=self.calibrator,
+                               calibrator=self.calibrator, refuse=refuse,
                                on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
             record.axes = values
-            record.peak = cell_peak(spec, self.peaks)
+            record.peak = cell_peak(spec, self.peaks) if refuse is None else None
             self._put(key, record, label)
             progress.advance(cells_task)
             progress.console.print(one_line(label, record))
@@ -106,6 +108,8 @@ class Sweep:
         sides = duets.halves()
         for d in todo:  # before anything runs
             for spec in (d.reference, d.candidate):
+                if why := emulation.refusal(spec, self.bf16_kernels, self.emulated_bf16):
+                    raise Failure(f"design: duet: {why}")
                 if spec.config.threads and spec.config.threads > len(sides[0].cpus):
                     raise Failure(f"design: duet gives each cell half of the {2 * len(sides[0].cpus)} cores used "
                                   f"here ({len(sides[0].cpus)}); threads {spec.config.threads} would oversubscribe "
@@ -286,7 +290,8 @@ def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, k
              "repeats_auto": matrix.auto.model_dump() if matrix.auto else None, "sweep_clock": clock.model_dump(),
              "order": {"shuffle": matrix.order.shuffle, "seed": seed}}
     store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak, extra=extra)
-    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed, seed)
+    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed, seed,
+                  bf16_kernels=fp.get("torch_build", {}).get("bf16_kernels", True))
     pairs = [d for d in duets.plan(matrix.cells, matrix.order, seed)
              if any(store.should_run(sweep.key(s), resume, retry_failed) for s in (d.reference, d.candidate))] \
         if matrix.design == "duet" else []  # a duet runs again whole, where either cell is to be taken again
