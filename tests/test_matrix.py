@@ -107,8 +107,8 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
-    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet` and `lm_head` joined (each left
-    # out at its default), and `evaluate` (in no key)
+    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet` and `lm_head` joined
+    # (each left out at its default), and `evaluate` (in no key)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True, "evaluate": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
                                                                 "stack": True, "replica": True, "duet": True},

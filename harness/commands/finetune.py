@@ -23,7 +23,6 @@ class Finetune(Command):
     def run(cls, args: argparse.Namespace) -> int:
         from harness.config.finetune import load_config
         from harness.finetune import run_finetune
-
         from harness.launch.emulation import refuse_job
 
         cfg = load_config(args.config, preset=args.preset, **field_overrides(args))

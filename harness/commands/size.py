@@ -115,7 +115,7 @@ def run_size(args: argparse.Namespace) -> int:
     from harness.sizing.validate import validate
 
     req, out = request(args)
-    refuse_job(req.config.precision, "size")
+    refuse_job(req.cfg.precision, "size")
     report = Path(args.report_out or Path("reports") / out.name)
     findings = size(req, out)
     if args.validate is not None and findings.recommendation:
