@@ -39,7 +39,7 @@ def test_bf16_cells_where_bf16_is_emulated_are_unavailable_and_fp32_runs(no_bf16
         assert r.status == "unavailable" and r.result is None and r.peak is None
         assert f"precision {precision}: this CPU has no bf16 GEMM kernels" in r.reason
         assert "emulated_bf16: true" in r.reason
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # the launcher's console writes to stderr
     assert "torch emulated every bf16 GEMM here" in out  # the sweep's note, from the same fingerprint
     rep = render(store.root, out=tmp_path / "rep")
     assert any("no bf16 GEMM kernels" in n for n in rep.notes)
