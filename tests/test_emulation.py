@@ -30,7 +30,8 @@ def no_bf16_kernels(monkeypatch):
 
 def test_bf16_cells_where_bf16_is_emulated_are_unavailable_and_fp32_runs(no_bf16_kernels, rows_file,
                                                                          tokenizer_dir, tmp_path, capsys):
-    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32", "bf16", "bf16-autocast"]}, exclude=[])
+    m = tiny_matrix(rows_file, tokenizer_dir, axes={"precision": ["fp32", "bf16", "bf16-autocast"], "batch_size": [4]},
+                    exclude=[])
     store = run_sweep(m, out=tmp_path / "e")
     by = {r.spec.config.precision: r for r in store.records()}
     assert by["fp32"].status == "ok"
@@ -40,9 +41,12 @@ def test_bf16_cells_where_bf16_is_emulated_are_unavailable_and_fp32_runs(no_bf16
         assert f"precision {precision}: this CPU has no bf16 GEMM kernels" in r.reason
         assert "emulated_bf16: true" in r.reason
     out = capsys.readouterr().err  # the launcher's console writes to stderr
-    assert "torch emulated every bf16 GEMM here" in out  # the sweep's note, from the same fingerprint
+    assert "torch emulates every bf16 GEMM on it" in out  # the sweep's note, from the same fingerprint
     rep = render(store.root, out=tmp_path / "rep")
     assert any("no bf16 GEMM kernels" in n for n in rep.notes)
+    # the default baseline (the recipe's bf16-autocast batch 4) ran nowhere here: said, not a blank headline
+    assert "has no measured run here (unavailable: precision bf16-autocast" in rep.baseline
+    assert "pass --baseline" in rep.baseline and rep.headline is None
 
 
 def test_the_matrix_asks_for_emulated_bf16_and_it_runs(no_bf16_kernels, rows_file, tokenizer_dir, tmp_path):

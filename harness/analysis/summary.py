@@ -116,6 +116,14 @@ def baseline(df: pd.DataFrame, text: str | None) -> tuple[str | None, str]:
     if len(found) == 1:
         return found[0], f"baseline: {described}"
     if not found:
+        mine = df
+        for k, v in selector.items():
+            mine = mine[mine[k].astype(str) == str(v)]
+        if len(mine):  # its cells are here but none measured, e.g. bf16 on a CPU that emulates it: unavailable
+            why = mine["reason"].dropna()
+            said = f" ({mine['status'].iloc[0]}: {str(why.iloc[0])[:90]}...)" if len(why) else ""
+            return None, (f"baseline {described} has no measured run here{said}: no speedups shown; pass "
+                          "--baseline to pick another")
         return None, f"baseline {described} not in this result set: no speedups shown"
     names = sorted(set(df[df["identity"].isin(found)]["variant"] + " batch " +
                        df[df["identity"].isin(found)]["batch_size"].astype(str)))

@@ -270,14 +270,16 @@ def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, k
     warnings = repeatability_warnings(state)
     for w in warnings:
         console.print(f"[yellow]repeatability:[/] {w}")
+    kernels = fp.get("torch_build", {}).get("bf16_kernels", True)
     if not fp["cpu"]["amx"]:
-        console.print(f"[yellow]note:[/] {bf16_note(fp.get('torch_build', {}).get('bf16_kernels', True))}")
+        console.print(f"[yellow]note:[/] {bf16_note(kernels)}")
     earlier = (store.manifest().peak_tflops or {}) if store.manifest_path.is_file() else {}
     peaks: dict[str, dict[str, float]] = dict(earlier.get("by_threads") or {})
     if matrix.peak:
         started = time.monotonic()
         peaks = peaks_for(matrix.cells, peaks, announce=lambda t: console.print(
-            f"measuring the GEMM peak at {t} thread(s) (2048^3, bf16 and fp32) ..."))
+            f"measuring the GEMM peak at {t} thread(s) (2048^3, "
+            f"{'bf16 and fp32' if kernels else 'fp32; bf16 is emulated here, and bounded by it'}) ..."))
         clock.peak = time.monotonic() - started
     # the sweep-wide figures (the most threads measured) stay as first recorded: earlier cells without a peak of
     # their own are measured against them, and a resume must not change their MFU
@@ -290,8 +292,7 @@ def _run(matrix: Matrix, store: ResultStore, fp: dict[str, Any], env_key: str, k
              "repeats_auto": matrix.auto.model_dump() if matrix.auto else None, "sweep_clock": clock.model_dump(),
              "order": {"shuffle": matrix.order.shuffle, "seed": seed}}
     store.open(matrix.document, fp, env_key, keys, resume=resume, peak=peak, extra=extra)
-    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed, seed,
-                  bf16_kernels=fp.get("torch_build", {}).get("bf16_kernels", True))
+    sweep = Sweep(matrix, store, env_key, peaks, resume, retry_failed, seed, bf16_kernels=kernels)
     pairs = [d for d in duets.plan(matrix.cells, matrix.order, seed)
              if any(store.should_run(sweep.key(s), resume, retry_failed) for s in (d.reference, d.candidate))] \
         if matrix.design == "duet" else []  # a duet runs again whole, where either cell is to be taken again

@@ -94,6 +94,7 @@ def bf16_note(bf16_kernels: bool) -> str:
     if bf16_kernels:
         return ("this CPU has no AMX: every bf16 GEMM here ran on AVX-512 (or older) kernels, so no bf16 figure says "
                 "anything about AMX")
-    return ("this CPU has no bf16 GEMM kernels (no AVX-512, no AMX): torch emulated every bf16 GEMM here, tens of "
+    return ("this CPU has no bf16 GEMM kernels (no AVX-512, no AMX): torch emulates every bf16 GEMM on it, tens of "
             "times slower than fp32 (about 1 against 30-70 GFLOP/s a core on an AVX2 EPYC), so bf16 figures from it "
-            "say nothing about a Xeon's; its bf16 peak is the fp32 one, which bounds the emulation")
+            "say nothing about a Xeon's, and its bf16 cells are unavailable unless the matrix sets emulated_bf16; "
+            "its bf16 peak is the fp32 one, which bounds the emulation")
