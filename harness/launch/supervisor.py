@@ -42,22 +42,25 @@ from harness.results.records import (
 from harness.results.store import ResultStore
 
 
+def unavailable(spec: CellSpec, key: str, reason: str) -> CellRecord:
+    """The record of a cell that cannot run here, known before any process starts (no process is started)."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return CellRecord(key=key, match_key=match_key(spec), repeat=spec.repeat, spec=spec, started=started,
+                      status="unavailable", reason=reason, finished=started)
+
+
 def supervise(spec: CellSpec, key: str, store: ResultStore, on_step: Callable[[int, int], None] | None = None,
              disturbance_cores: float = 0.25, calibrator: Calibrator | None = None,
              placement: Placement | None = None, partner_pids: list[int] | None = None,
-             on_start: Callable[[int], None] | None = None, env_extra: dict[str, str] | None = None,
-             refuse: str | None = None) -> CellRecord:
+             on_start: Callable[[int], None] | None = None, env_extra: dict[str, str] | None = None) -> CellRecord:
     """Run one cell in its own process and return its record (the caller stores it); with a `calibrator`, the
     calibration workload runs right before and right after it, on its CPUs at its threads. A duet gives the
     cell's `placement` (its half of the cores) and `partner_pids`, the pids of its partner's process (filled in as it
-    starts; its load is not foreign), its barrier in `env_extra`, and learns this cell's pid through `on_start`.
-    `refuse` is the reason a cell cannot run here, known before any process starts: it is recorded `unavailable`."""
+    starts; its load is not foreign), its barrier in `env_extra`, and learns this cell's pid through `on_start`."""
     given = placement
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     cell: dict[str, Any] = {"key": key, "match_key": match_key(spec), "repeat": spec.repeat, "spec": spec,
                             "started": started}
-    if refuse is not None:
-        return CellRecord(**cell, status="unavailable", reason=refuse, finished=started)
     placements: list[Placement] = []
     try:
         if is_distributed(spec):

@@ -32,7 +32,7 @@ from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
 from harness.launch.order import in_rounds, sweep_seed
 from harness.launch.peaks import cell_peak, peaks_for
-from harness.launch.supervisor import supervise
+from harness.launch.supervisor import supervise, unavailable
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.measure.kind import bf16_note
 from harness.measure.phases import SweepClock, share_line
@@ -82,9 +82,9 @@ class Sweep:
             progress.update(steps_task, description=f"  {label}", completed=0,
                             total=spec.timing_warmup_steps + spec.measured_steps)
             refuse = emulation.refusal(spec, self.bf16_kernels, self.emulated_bf16)
-            record = supervise(spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores,
-                               calibrator=self.calibrator, refuse=refuse,
-                               on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
+            record = unavailable(spec, key, refuse) if refuse is not None else supervise(
+                spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores, calibrator=self.calibrator,
+                on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
             record.axes = values
             record.peak = cell_peak(spec, self.peaks) if refuse is None else None
             self._put(key, record, label)
