@@ -1,8 +1,9 @@
 """bf16 cells on a CPU without bf16 GEMM kernels (an AVX2 CPU: no AVX-512, no AMX), where torch emulates every bf16
 GEMM: about 1 GFLOP/s a core against 30-70 in fp32 on a 2-core AVX2 EPYC, so one step of the default model at batch 4
-takes about ten minutes. Such a cell is recorded `unavailable` at once, saying why, unless the matrix asks for it
-(`emulated_bf16: true`) or, where the matrix is silent, `XEONFT_EMULATED_BF16=1` does (the tests set it: their tiny
-models' bf16 steps take milliseconds even emulated). Emulated bf16 figures say nothing about a Xeon's bf16."""
+would take about ten minutes (by its FLOP count). Such a cell is recorded `unavailable` at once, saying why, unless
+the matrix asks for it (`emulated_bf16: true`) or, where the matrix is silent, `XEONFT_EMULATED_BF16=1` does (the
+tests set it: their tiny models' bf16 steps take milliseconds even emulated). Emulated bf16 figures say nothing
+about a Xeon's bf16."""
 
 from __future__ import annotations
 
