@@ -14,6 +14,8 @@ from harness.config.precision import precision_rule
 from harness.config.spec import CellSpec
 
 EMULATED_VAR = "XEONFT_EMULATED_BF16"
+WHY = ("this CPU has no bf16 GEMM kernels (no AVX-512, no AMX), so torch would emulate every bf16 GEMM, tens of times "
+       "slower than fp32 (about 1 against 30-70 GFLOP/s a core on an AVX2 EPYC)")
 
 
 def allowed(matrix_says: bool | None) -> bool:
@@ -26,10 +28,8 @@ def refusal(spec: CellSpec, bf16_kernels: bool, allow: bool) -> str | None:
     precision = spec.config.precision
     if bf16_kernels or allow or precision_rule(precision).gemm != "bf16":
         return None
-    return (f"precision {precision}: this CPU has no bf16 GEMM kernels (no AVX-512, no AMX), so torch would emulate "
-            "every bf16 GEMM, tens of times slower than fp32 (about 1 against 30-70 GFLOP/s a core on an AVX2 EPYC), "
-            "and its figures would say nothing about a Xeon's bf16; set emulated_bf16: true in the matrix to "
-            "measure it anyway")
+    return (f"precision {precision}: {WHY}, and its figures would say nothing about a Xeon's bf16; set "
+            "emulated_bf16: true in the matrix to measure it anyway")
 
 
 def refuse_job(precision: str, what: str) -> None:
@@ -39,7 +39,5 @@ def refuse_job(precision: str, what: str) -> None:
 
     if precision_rule(precision).gemm != "bf16" or allowed(None) or torch_build().get("bf16_kernels", True):
         return
-    raise XeonftError(f"{what}: precision {precision}: this CPU has no bf16 GEMM kernels (no AVX-512, no AMX), so "
-                      "torch would emulate every bf16 GEMM, tens of times slower than fp32 (about 1 against 30-70 "
-                      "GFLOP/s a core on an AVX2 EPYC): pass --precision fp32, or set XEONFT_EMULATED_BF16=1 to run "
-                      "it anyway")
+    raise XeonftError(f"{what}: precision {precision}: {WHY}: pass --precision fp32, or set "
+                      f"{EMULATED_VAR}=1 to run it anyway")
