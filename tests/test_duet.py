@@ -60,6 +60,23 @@ def test_a_duet_matrix_that_cannot_be_one_is_refused_in_one_message(rows_file, t
         _matrix(rows_file, tokenizer_dir, **changes)
 
 
+def test_a_step_counts_inside_the_overlap_despite_the_barriers_jitter_but_not_when_mostly_outside():
+    """The step times of a real duet (power-duet-fp32, 25-second steps): both first measured steps began a few
+    milliseconds before the overlap did, and were once dropped for it (1 of 3 steps kept a side)."""
+    from harness.measure.steps import Step
+
+    start, end = 1000.0, 1075.0
+    def step(n: int, began: float, seconds: float) -> Step:
+        return Step(step=n, seconds=seconds, tokens=1024, ended=began + seconds)
+
+    steps = [step(1, 970.0, 29.99), step(2, 999.998, 25.0), step(3, 1025.0, 25.0), step(4, 1050.0, 25.0),
+             step(5, 1075.0, 25.0)]
+    assert [s.step for s in duet.within(steps, start, end)] == [2, 3, 4]  # not the warm-up, nor the one after
+    # a step that ran half outside (its partner already evaluating) is left out
+    assert [s.step for s in duet.within([step(6, 1062.5, 25.0)], start, end)] == []
+    assert [s.step for s in duet.within([step(7, 1000.0, 25.0)], start, 1024.0)] == [7]  # 96% inside
+
+
 def test_a_partner_beside_the_tree_is_not_taken_for_foreign_load():
     """A busy process outside a sampled tree is foreign load, unless it is the tree's duet partner."""
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])

@@ -98,9 +98,22 @@ def overlap(a: CellRecord, b: CellRecord) -> tuple[float | None, str | None]:
     return end - start, None
 
 
+INSIDE = 0.95  # the share of a step's seconds that must lie inside the overlap for it to count
+
+
 def within(steps: Sequence[Step], start: float, end: float) -> list[Step]:
-    """The steps that ran wholly inside [start, end] (wall clock)."""
-    return [s for s in steps if s.ended is not None and s.ended - s.seconds >= start and s.ended <= end]
+    """The steps that ran inside [start, end] (wall clock): at least INSIDE of each one's seconds. Not "wholly":
+    each side's first measured step begins when the barrier lets it go, a few milliseconds before or after its
+    partner's, so "wholly" dropped one side's first step by float jitter (a real duet of 25-second steps kept 1 of
+    3); a step mostly outside still does not count."""
+    out = []
+    for s in steps:
+        if s.ended is None or s.seconds <= 0:
+            continue
+        begun = s.ended - s.seconds
+        if min(s.ended, end) - max(begun, start) >= INSIDE * s.seconds:
+            out.append(s)
+    return out
 
 
 def part(record: CellRecord, partner: CellRecord, key_of_partner: str, duet: Duet, role: str) -> DuetRun:
