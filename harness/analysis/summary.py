@@ -180,6 +180,8 @@ def headline(configs: pd.DataFrame, base_identity: str | None) -> str | None:
         text += " [duet figures: each cell on half the cores beside another; only the ratios compare]"
     if best["identity"] == base_identity:
         text += ", which is the baseline"
+    elif pd.isna(best["speedup"]):  # e.g. a duet whose pairs gave no figure: no ratio at all, not "nanx"
+        text += f"; no ratio to the baseline ({best.get('speedup_reason') or 'no pairs with a figure'}): cannot tell"
     elif best["speedup_low"] is None or pd.isna(best["speedup_low"]):
         text += f"; {best['speedup']:.2f}x the baseline, too few runs for an interval: cannot tell"
     elif best["speedup_low"] <= 1.0 <= best["speedup_high"]:
