@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -89,6 +90,24 @@ def test_a_partner_beside_the_tree_is_not_taken_for_foreign_load():
         idle.kill()
     assert statistics.fmean(alone.foreign_cores) > 0.6, alone.foreign_cores
     assert statistics.fmean(paired.foreign_cores) < 0.3, paired.foreign_cores
+
+
+def test_a_partner_that_exits_while_the_tree_still_runs_is_not_taken_for_foreign_load():
+    """The second a partner used before it exited is its own, not foreign: a fast reference that ends (and is
+    reaped by the launcher, as its supervisor does) while a slow candidate is still measuring leaves no load behind
+    (CI marked both slow:50% candidates of the duet sweep disturbed at 0.28-0.30 cores this way)."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 2.5: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(6)"])
+    reaper = threading.Thread(target=busy.wait)
+    reaper.start()
+    try:
+        with TreeSampler(idle.pid, beside=[busy.pid]) as paired:
+            time.sleep(4.5)
+    finally:
+        busy.kill()
+        idle.kill()
+        reaper.join()
+    assert max(paired.foreign_cores[1:]) < 0.3, paired.foreign_cores  # the first interval has no history
 
 
 @pytest.fixture(scope="module")

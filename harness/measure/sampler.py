@@ -85,10 +85,11 @@ class TreeSampler:
         except psutil.Error:
             return []
 
-    def _beside_seconds(self, known: dict[int, float]) -> dict[int, float]:
-        """CPU seconds of every live process of the `beside` trees (a member that has gone keeps its last count,
-        so its time is not taken for foreign load when it exits)."""
-        live = dict(known)
+    def _beside_seconds(self) -> dict[int, float]:
+        """CPU seconds of every live process of the `beside` trees. A member that has gone is dropped, as for the
+        tree: its time now sits in its parent's children_* counters, the launcher's for a partner's root, which the
+        launcher's own count takes in (kept at its last read, the second it used before it exited was foreign)."""
+        live: dict[int, float] = {}
         for pid in list(self.beside):
             for p in self._tree(pid):
                 with contextlib.suppress(psutil.Error):
@@ -97,12 +98,14 @@ class TreeSampler:
         return live
 
     @staticmethod
-    def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    def _cpu_seconds(procs: list[psutil.Process], reaped: bool = False) -> float:
+        """CPU seconds of `procs`; with `reaped`, their reaped children's too (the launcher's: a duet partner's
+        root, once its supervisor has waited for it)."""
         total = 0.0
         for p in procs:
             try:
                 t = p.cpu_times()
-                total += t.user + t.system
+                total += t.user + t.system + ((t.children_user + t.children_system) if reaped else 0.0)
             except psutil.Error:
                 pass
         return total
@@ -113,7 +116,7 @@ class TreeSampler:
         the last read, at most once a second. The tree's members and the CPU accounting refresh once a second."""
         me = psutil.Process()
         t0 = time.monotonic()
-        last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me])
+        last_t, last_busy, last_tree, last_me = t0, self._busy(), 0.0, self._cpu_seconds([me], reaped=True)
         last_uss, rss_at_uss = -1e9, 0
         known: dict[int, float] = {}
         partner: dict[int, float] = {}
@@ -149,15 +152,15 @@ class TreeSampler:
                         t = p.cpu_times()
                         live[p.pid] = t.user + t.system + t.children_user + t.children_system
                 known = live or known
-                partner = self._beside_seconds(partner) if self.beside else partner
-                busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me])
+                partner = self._beside_seconds() if self.beside else partner
+                busy, tree, mine = self._busy(), sum(known.values()), self._cpu_seconds([me], reaped=True)
                 together = sum(partner.values())
                 foreign = (busy - last_busy) - (tree - last_tree) - (mine - last_me) - (together - last_partner)
                 last_partner = together
                 self.foreign_cores.append(max(0.0, foreign / (now - last_t)))
                 self.foreign_epochs.append(time.time())
                 self.timeline.append((round(now - t0, 2), rss))
-                self.sampler_cpu_seconds = mine - self._me_start
+                self.sampler_cpu_seconds = self._cpu_seconds([me]) - self._me_start
                 last_t, last_busy, last_tree, last_me = now, busy, tree, mine
 
     @staticmethod
