@@ -296,3 +296,44 @@ def test_a_catalog_file_written_before_still_reads_and_takes_new_sets(tmp_path):
     rows = catalog.runs(db)
     assert len(rows) == 5 and rows[0] == run
     assert {r.config["batch_size"] for r in rows if r.result_set == str(new.resolve())} == {1, 2}
+
+
+def test_co_moving_packages_are_pinned_to_what_was_out_on_the_release_day():
+    from harness.history.release_dates import as_of, co_pins, parse_releases
+
+    doc = {"releases": {
+        "4.52.4": [{"upload_time_iso_8601": "2025-05-30T10:00:00Z"}],
+        "4.53.0": [{"upload_time_iso_8601": "2025-06-26T09:00:00Z"}, {"upload_time_iso_8601": "2025-06-26T08:00:00Z"}],
+        "4.54.0rc1": [{"upload_time_iso_8601": "2025-06-01T00:00:00Z"}],  # a pre-release: never a pin
+        "4.53.1": [{"upload_time_iso_8601": "2025-07-04T00:00:00Z", "yanked": True}],  # yanked: never a pin
+        "4.9.9": []}}  # no files
+    tf = parse_releases(doc)
+    assert tf == {"4.52.4": "2025-05-30T10:00:00Z", "4.53.0": "2025-06-26T08:00:00Z"}
+    assert as_of(tf, "2025-06-20T00:00:00Z") == "4.52.4"
+    assert as_of(tf, "2025-06-26T08:00:00Z") == "4.53.0"  # out that moment: a user got it
+    assert as_of(tf, "2025-12-01T00:00:00Z", ceiling="4.52.4") == "4.52.4"  # never newer than today's stack
+    assert as_of(tf, "2025-01-01T00:00:00Z") is None
+    lookup = {"trl": {"0.18.2": "2025-06-15T13:00:00Z", "0.20.0": "2025-07-29T00:00:00Z"}, "transformers": tf}
+    assert co_pins("trl", "0.18.2", ["transformers"], {}, lookup) == {"transformers": "4.52.4"}
+    assert co_pins("trl", "0.20.0", ["transformers"], {}, lookup) == {"transformers": "4.53.0"}
+    with pytest.raises(XeonftError, match="had no release by 2025-06-15"):
+        co_pins("trl", "0.18.2", ["transformers"], {}, {**lookup, "transformers": {"9.0": "2026-01-01T00:00:00Z"}})
+
+
+def test_a_bisect_step_names_the_packages_that_moved_and_whether_the_work_changed():
+    from harness.commands.bisect import culprit_lines
+    from harness.history.bisect import BisectResult
+
+    result = BisectResult(versions=["0.18.2", "0.19.0", "0.20.0"], direction="slower", culprit="0.19.0",
+                          last_good="0.18.2", certain=True, rounds=1,
+                          runs={"0.18.2": [100.0, 102.0, 101.0], "0.19.0": [60.0, 58.0, 59.0]})
+    work = {"tokens_per_step": 2048, "rows_per_step": 4, "documents_per_step": 12, "padding_share": 0.0,
+            "attention_span": 90.0}
+    timings = {"stacks": {"0.18.2": {"resolved": {"trl": "0.18.2", "accelerate": "1.7.0"}},
+                          "0.19.0": {"resolved": {"trl": "0.19.0", "accelerate": "1.8.0"}}},
+               "work": {"0.18.2": [work], "0.19.0": [{**work, "rows_per_step": 1}]}}
+    lines = culprit_lines(result, ["trl"], timings)
+    assert "accelerate 1.7.0 -> 1.8.0, trl 0.18.2 -> 0.19.0" in lines[0]
+    assert "the work of a step changed (rows per step 4 -> 1)" in lines[1] and "x1.71" in lines[1]
+    timings["work"]["0.19.0"] = [work]
+    assert "the work of a step is the same" in culprit_lines(result, ["trl"], timings)[1]
