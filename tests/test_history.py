@@ -337,3 +337,28 @@ def test_a_bisect_step_names_the_packages_that_moved_and_whether_the_work_change
     assert "the work of a step changed (rows per step 4 -> 1)" in lines[1] and "x1.71" in lines[1]
     timings["work"]["0.19.0"] = [work]
     assert "the work of a step is the same" in culprit_lines(result, ["trl"], timings)[1]
+
+
+def test_the_seed_stack_as_pins_is_the_seed_environment_without_its_torch():
+    seed = Stack(name="seed", requirements="envs/seed-2025.txt").resolved().pins
+    pins = Stack(name="seed-2025-pins", requirements="envs/seed-2025-pins.txt")
+    libraries = {"transformers", "trl", "peft", "datasets", "accelerate"}
+    assert set(pins.resolved().pins) == {p for p in seed if p.split("==")[0] in libraries}
+    assert pins.torch_pins == ()  # shares xeonft's torch: seconds to build, not a 7 GB environment
+
+
+def test_the_release_this_environment_holds_is_todays_stack_and_older_ones_are_capped_by_it():
+    import importlib.metadata as md
+
+    from harness.history.bisect_run import DatedPins
+
+    held = md.version("transformers")
+    lookup = {"trl": {"0.18.2": "2025-06-15T13:00:00Z", md.version("trl"): "2099-01-01T00:00:00Z"},
+              "transformers": {"4.52.4": "2025-05-30T10:00:00Z", held: "2026-01-01T00:00:00Z",
+                               "99.0.0": "2026-02-01T00:00:00Z"}}
+    dated = DatedPins("trl", ["transformers"], lookup=lookup)
+    assert dated.pins("0.18.2") == ["trl==0.18.2", "transformers==4.52.4"] and dated.day("0.18.2") == "2025-06-15"
+    # the installed trl: this environment as it is, not what was out on its (here: future) day
+    assert dated.pins(md.version("trl")) == [f"trl=={md.version('trl')}", f"transformers=={held}"]
+    lookup["trl"]["0.30.0"] = "2026-03-01T00:00:00Z"  # after a transformers newer than this environment's
+    assert dated.pins("0.30.0") == ["trl==0.30.0", f"transformers=={held}"]

@@ -57,11 +57,11 @@ class DatedPins:
     (`harness.history.release_dates`): each co-moving package at its newest release out on the step's release day,
     capped by the version this environment holds. The release this environment holds is today's stack as it is."""
 
-    def __init__(self, primary: str, others: list[str]):
+    def __init__(self, primary: str, others: list[str], lookup: dict[str, dict[str, str]] | None = None):
         import importlib.metadata as md
 
         self.primary, self.others = primary, others
-        self.lookup = {name: release_dates.published(name) for name in [primary, *others]}
+        self.lookup = lookup or {name: release_dates.published(name) for name in [primary, *others]}
         self.installed: dict[str, str] = {}
         for name in [primary, *others]:
             with contextlib.suppress(md.PackageNotFoundError):
