@@ -362,3 +362,19 @@ def test_the_release_this_environment_holds_is_todays_stack_and_older_ones_are_c
     assert dated.pins(md.version("trl")) == [f"trl=={md.version('trl')}", f"transformers=={held}"]
     lookup["trl"]["0.30.0"] = "2026-03-01T00:00:00Z"  # after a transformers newer than this environment's
     assert dated.pins("0.30.0") == ["trl==0.30.0", f"transformers=={held}"]
+
+
+def test_a_middle_release_beyond_the_threshold_but_too_noisy_to_confirm_marks_the_culprit_uncertain():
+    # three releases: 1.1 is a step of its own (x0.85) whose runs scatter too much to confirm; 1.2 is far slower
+    runs = {"1.0": [100.0, 101.0, 99.0], "1.1": [80.0, 92.0, 78.0, 90.0], "1.2": [50.0, 51.0, 49.0]}
+    taken: dict[str, int] = {}
+
+    def measure(version: str, n: int) -> list[float]:
+        start = taken.get(version, 0)
+        taken[version] = start + n
+        values = runs[version]
+        return [values[(start + i) % len(values)] for i in range(n)]
+
+    result = bisect(["1.0", "1.1", "1.2"], measure, max_runs=4)
+    assert result.culprit == "1.2" and not result.certain
+    assert any(n.startswith("1.1: x0.") and "more runs" in n for n in result.notes)

@@ -97,7 +97,7 @@ def report_lines(result: BisectResult, libs: list[str], timings: dict[str, Any],
         lines.append(f"culprit: {libs[0]} {result.culprit} ({result.direction} than {result.versions[0]}; the last "
                      f"version like it: {result.last_good}){sure}; {result.rounds} version(s) measured between")
     lines += [f"note: {n}" for n in result.notes]
-    lines += culprit_lines(result, libs, timings)
+    lines += culprit_lines(result, libs, timings, metric)
     builds = timings["builds"]
     if builds:
         secs = [b["seconds"] for b in builds.values()]
@@ -114,7 +114,8 @@ def _mean_work(works: list[dict[str, float]] | None) -> dict[str, float]:
     return {k: sum(w.get(k, 0.0) for w in works) / len(works) for k in works[0]}
 
 
-def culprit_lines(result: BisectResult, libs: list[str], timings: dict[str, Any]) -> list[str]:
+def culprit_lines(result: BisectResult, libs: list[str], timings: dict[str, Any],
+                  metric: str = "throughput") -> list[str]:
     """At the culprit: every package that moved between the last good and the culprit's stacks, whether the work
     of a step changed or the speed at the same work (or both), and what putting each moved pin back did."""
     from harness.analysis.compare import work_change
@@ -134,7 +135,7 @@ def culprit_lines(result: BisectResult, libs: list[str], timings: dict[str, Any]
     runs_lo, runs_hi = result.runs.get(result.last_good, []), result.runs.get(result.culprit, [])
     if runs_lo and runs_hi:
         speed = summarize_runs(runs_hi).median / summarize_runs(runs_lo).median
-        per_token = f"time per token x{1 / speed:.2f}"
+        per_token = f"time per token x{1 / speed:.2f}" if metric == "throughput" else f"eval loss x{1 / speed:.3f}"
         if changed:
             what = ", ".join(f"{k.replace('_', ' ')} {a:.4g} -> {b:.4g}" for k, (a, b) in changed.items())
             lines.append(f"the work of a step changed ({what}); {per_token} at the new work: the speed verdict "

@@ -10,6 +10,7 @@ uncertain.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,14 @@ def bisect(versions: list[str], measure: Callable[[str, int], list[float]], thre
                 hi = mid
             elif against_bad.verdict in ("slower", "faster"):
                 lo = mid
+                toward_bad = (v.high is not None and v.high < 1) if overall.verdict == "slower" else \
+                    (v.low is not None and v.low > 1)
+                if toward_bad and abs(math.log(v.ratio)) > math.log1p(threshold):  # a step of its own, its
+                    # interval clear of 1 but its p-value not below alpha: too noisy to confirm, too far to ignore
+                    result.certain = False
+                    result.notes.append(f"{version}: x{v.ratio:.2f} of {good}, unlike {bad} but not shown unlike "
+                                        f"{good} ({v.reason}); taken as good, so the culprit may be later than the "
+                                        "first step: more runs (--max-runs) would settle it")
             else:
                 result.certain = False
                 closer_to_bad = abs(v.ratio - overall.ratio) < abs(v.ratio - 1.0)
