@@ -20,8 +20,15 @@ class Report(Command):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from harness.history import bisect_report
+        from harness.render.bisect import render_bisect
         from harness.render.report import render
 
-        for line in render(args.results, out=args.out, baseline=args.baseline).summary_lines():
+        report = render(args.results, out=args.out, baseline=args.baseline)
+        for line in report.summary_lines():
             print(line)
+        if (Path(args.results) / bisect_report.SAVED).exists():  # a bisect's set: its page beside the report
+            print(f"bisect page: {render_bisect(bisect_report.load(Path(args.results)), report.folder)}")
         return 0

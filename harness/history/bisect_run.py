@@ -107,6 +107,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
     store = ResultStore(out)
     timings: dict[str, Any] = {"builds": {}, "stacks": {}, "work": {}, "put_back": {}, "started": time.time()}
     fp = fingerprint()
+    began = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # the records' own format: a run started before is reused
     counts: dict[str, int] = {}
 
     def stack_of(version: str) -> Stack:
@@ -134,13 +135,24 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
             # bisecting the loss needs it from every run, not only a version's first
             cell = spec.model_copy(update={"repeat": repeat, "launch": spec.launch.model_copy(update={"stack": stack}),
                                            **({"evaluate": "every"} if metric == "loss" else {})})
-            rec = runner.run(cell, f"{stack.name} run {repeat + 1}", "bisect",
-                             axes={"stack": stack.name, libs[0]: version})
+            axes: dict[str, object] = {"stack": stack.name, libs[0]: version}
+            if label != version:  # a moved package put back: not a release of its own (history leaves it out)
+                axes["put_back"] = label
+            rec = runner.run(cell, f"{stack.name} run {repeat + 1}", "bisect", axes=axes)
+            timings["cell_seconds"] = timings.get("cell_seconds", 0.0) + (rec.wall_seconds or 0.0)
+            if rec.started and rec.started < began:  # recorded by an earlier try of this bisect, reused here
+                timings["reused"] = timings.get("reused", 0) + 1
             summary = rec.result.summary if rec.result else None
             if rec.status != "ok" or summary is None:
+                first = next(iter((rec.reason or "").splitlines()), "")
+                timings.setdefault("failures", {})[label] = f"{rec.status}: {first[:160]}"
                 continue
             if (work := rec.step_work()) is not None:
                 timings["work"].setdefault(label, []).append(work)
+            if rec.result and rec.result.common_eval:  # xeonft's own eval loss: one definition in every stack
+                own = rec.result.common_eval
+                timings.setdefault("own_eval", {}).setdefault(label, []).append(
+                    {"loss": own.loss, "base_loss": own.base_loss})
             if metric == "loss":
                 if rec.result and rec.result.eval_loss:
                     values.append(1.0 / rec.result.eval_loss)  # higher is better, as for throughput

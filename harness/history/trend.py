@@ -38,6 +38,7 @@ class Point:
     stacks: list[str]
     faults: list[str]  # faults injected on purpose into its runs
     work: dict[str, float]  # the mean work of a measured step
+    aside: tuple[str, ...] = ()  # runs at this version on other stacks, left out (a bisect's put-backs, say)
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,39 @@ def _mean_work(rows: list[CatalogRun]) -> dict[str, float]:
     return {k: statistics.fmean(w[k] for w in works) for k in WORK_KEYS if works and all(k in w for w in works)}
 
 
-def _point(x: str, ok: list[CatalogRun]) -> Point:
+def _one_stack(by: str, ok: list[CatalogRun]) -> tuple[list[CatalogRun], tuple[str, ...]]:
+    """By a library: the runs at one of its versions whose other libraries agree with most of them (first, with
+    the runs of the stack named for the release, `trl-0.19.0`, as a bisect names it); the rest (a bisect's moved
+    package put back, a stack with another transformers) are a different point, not more runs of this one, and are
+    named instead of mixed in."""
+    if by in ("date", "commit"):
+        return ok, ()
+    groups: dict[tuple[tuple[str, str], ...], list[CatalogRun]] = {}
+    for r in ok:
+        groups.setdefault(tuple(sorted((k, v) for k, v in r.versions.items() if k != by)), []).append(r)
+    if len(groups) < 2:
+        return ok, ()
+
+    def rank(sig: tuple[tuple[str, str], ...]) -> tuple[bool, int, tuple[tuple[str, str], ...]]:
+        runs = groups[sig]
+        return any(r.stack == f"{by}-{r.versions.get(by)}" for r in runs), len(runs), sig
+
+    main = max(groups, key=rank)
+    theirs = dict(main)
+    aside = [f"{len(groups[sig])} run(s) with " + (", ".join(f"{k} {v}" for k, v in sig if theirs.get(k) != v)
+                                                  or "another stack") for sig in sorted(groups) if sig != main]
+    return groups[main], tuple(aside)
+
+
+def _point(x: str, ok: list[CatalogRun], aside: tuple[str, ...] = ()) -> Point:
     tps = [float(r.tokens_per_second or 0) for r in ok]
     summary = summarize_runs(tps)
     losses = [r.eval_loss for r in ok if r.eval_loss is not None]
     return Point(x=x, runs=tps, n=summary.n, median=summary.median, low=summary.low, high=summary.high,
                  eval_loss=statistics.median(losses) if losses else None,
                  stacks=sorted({r.stack or "default" for r in ok}),
-                 faults=sorted({r.fault for r in ok if r.fault not in (None, "none")}), work=_mean_work(ok))
+                 faults=sorted({r.fault for r in ok if r.fault not in (None, "none")}), work=_mean_work(ok),
+                 aside=aside)
 
 
 def series(rows: list[CatalogRun], by: str, selector: dict[str, Any] | None = None,
@@ -131,9 +157,9 @@ def series(rows: list[CatalogRun], by: str, selector: dict[str, Any] | None = No
             if order is not None:
                 buckets.setdefault(order[0], (order[1], []))[1].append(r)
         for _, (x, bucket) in sorted(buckets.items(), key=lambda kv: kv[0]):
-            ok = [r for r in bucket if r.measured]
+            ok, aside = _one_stack(by, [r for r in bucket if r.measured])
             if ok:
-                s.points.append(_point(x, ok))
+                s.points.append(_point(x, ok, aside))
         if len(s.points) < 2:
             continue
         for step in detect_steps([p.runs for p in s.points], threshold=threshold, alpha=alpha):

@@ -25,7 +25,8 @@ def _table(s: Series) -> pd.DataFrame:
         "95% interval": "-" if p.low is None else f"{p.low:.1f}-{p.high:.1f}",
         "eval loss": p.eval_loss, "tokens/step": p.work.get("tokens_per_step"),
         "docs/step": p.work.get("documents_per_step"), "attention span": p.work.get("attention_span"),
-        "stacks": ", ".join(p.stacks), "faults injected": ", ".join(p.faults)} for p in s.points])
+        "stacks": ", ".join(p.stacks), "faults injected": ", ".join(p.faults),
+        "left out (other stacks)": "; ".join(p.aside)} for p in s.points])
 
 
 def _plot(s: Series, path: Path) -> None:
