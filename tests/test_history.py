@@ -321,8 +321,8 @@ def test_co_moving_packages_are_pinned_to_what_was_out_on_the_release_day():
 
 
 def test_a_bisect_step_names_the_packages_that_moved_and_whether_the_work_changed():
-    from harness.commands.bisect import culprit_lines
     from harness.history.bisect import BisectResult
+    from harness.history.bisect_report import culprit_lines
 
     result = BisectResult(versions=["0.18.2", "0.19.0", "0.20.0"], direction="slower", culprit="0.19.0",
                           last_good="0.18.2", certain=True, rounds=1,
@@ -378,3 +378,91 @@ def test_a_middle_release_beyond_the_threshold_but_too_noisy_to_confirm_marks_th
     result = bisect(["1.0", "1.1", "1.2"], measure, max_runs=4)
     assert result.culprit == "1.2" and not result.certain
     assert any(n.startswith("1.1: x0.") and "more runs" in n for n in result.notes)
+
+
+def _catalog_run(trl: str, transformers: str, tps: float, repeat: int) -> object:
+    from harness.history.catalog import CatalogRun
+
+    return CatalogRun(set_id="s", result_set="r", key=f"{trl}-{transformers}-{repeat}", identity="cell",
+                      config={"model": "default", "precision": "bf16-autocast"}, machine="m", facts=None, cpu="cpu",
+                      stack=f"trl-{trl}", versions={"trl": trl, "transformers": transformers},
+                      xeonft_commit=None, date="2026-12-03", repeat=repeat, status="ok", tokens_per_second=tps,
+                      eval_loss=None, mfu=None, gemm_tflops=None, fault=None, work=None)
+
+
+def test_history_by_a_library_keeps_a_put_back_stack_out_of_its_release_and_names_it():
+    from harness.history.trend import series
+
+    rows = [_catalog_run("0.18.2", "4.52.4", 320.0 + i, i) for i in range(3)]
+    rows += [_catalog_run("0.19.0", "4.52.4", 250.0 + i, i) for i in range(3)]
+    rows += [_catalog_run("0.19.0", "4.53.1", 400.0 + i, i) for i in range(2)]  # a moved package put back
+    (s,) = series(rows, "trl")
+    assert [p.x for p in s.points] == ["0.18.2", "0.19.0"]
+    assert s.points[1].n == 3 and max(s.points[1].runs) < 300  # the put-back runs did not join the release
+    assert s.points[1].aside == ("2 run(s) with transformers 4.53.1",) and s.points[0].aside == ()
+    (by_date,) = series(rows, "date")  # by date every run counts: there is no library to hold fixed
+    assert sum(p.n for p in by_date.points) == 8
+
+
+def _saved_bisect():
+    from harness.base.stats import decide
+    from harness.history.bisect import BisectResult
+    from harness.history.bisect_report import SavedBisect
+
+    good, bad = [320.0, 322.0, 315.0], [178.0, 164.0, 183.0]
+    culprit = [250.0, 248.0, 255.0]
+    result = BisectResult(versions=["0.18.2", "0.19.0", "<b>1.0</b>"], direction="slower", culprit="0.19.0",
+                          last_good="0.18.2", certain=False, rounds=1,
+                          runs={"0.18.2": good, "0.19.0": culprit, "<b>1.0</b>": bad},
+                          notes=["0.19.0: a note with <script>x</script>"])
+    result.verdicts = {"0.19.0": decide(good, culprit), "<b>1.0</b>": decide(good, bad), "0.18.2": decide(good, bad)}
+    work = {"tokens_per_step": 2048.0, "rows_per_step": 4.0, "documents_per_step": 4.0, "padding_share": 0.0,
+            "attention_span": 512.0}
+    timings = {
+        "builds": {"0.19.0": {"seconds": 12.0, "bytes": 2**20}},
+        "stacks": {"0.18.2": {"resolved": {"trl": "0.18.2", "transformers": "4.52.4"}, "day": "2025-06-15"},
+                   "0.19.0": {"resolved": {"trl": "0.19.0", "transformers": "4.52.4"}, "day": "2025-06-20"},
+                   "<b>1.0</b>": {"resolved": {"trl": "1.0", "transformers": "5.23.0"}, "day": None}},
+        "work": {"0.18.2": [work], "0.19.0": [{**work, "rows_per_step": 1.0, "attention_span": 2041.0}]},
+        "put_back": {"0.19.0, trl 0.18.2": {"package": "trl", "from": "0.19.0", "to": "0.18.2",
+                                            "runs": [318.0, 321.0], "vs_good": decide(good, [318.0, 321.0]),
+                                            "vs_culprit": decide(culprit, [318.0, 321.0]), "restores": True}},
+        "wall_seconds": 600.0, "cell_seconds": 540.0, "reused": 2}
+    return SavedBisect(libs=["trl"], metric="throughput", threshold=0.05, alpha=0.01, result=result,
+                       timings=timings, cpu="Intel(R) Xeon(R) Processor")
+
+
+def test_a_bisect_outcome_is_saved_and_read_back_whole(tmp_path):
+    from harness.history import bisect_report
+
+    saved = _saved_bisect()
+    bisect_report.save(tmp_path, saved)
+    back = bisect_report.load(tmp_path)
+    assert back.result == saved.result  # verdicts come back as Verdicts, equal field by field
+    assert back.timings["put_back"]["0.19.0, trl 0.18.2"]["vs_culprit"] == \
+        saved.timings["put_back"]["0.19.0, trl 0.18.2"]["vs_culprit"]
+    assert back.lines() == saved.lines()
+    (tmp_path / bisect_report.SAVED).write_text('{"layout": 1, "libs": ["trl"]', encoding="utf-8")
+    with pytest.raises(XeonftError, match="damaged bisect outcome") as err:
+        bisect_report.load(tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(XeonftError, match="no saved bisect outcome"):
+        bisect_report.load(tmp_path / "elsewhere")
+
+
+def test_the_bisect_page_shows_each_release_its_verdict_the_work_and_the_put_backs_escaped(tmp_path):
+    from harness.render.bisect import render_bisect, version_table
+
+    saved = _saved_bisect()
+    table = version_table(saved)
+    assert list(table["trl"]) == ["0.18.2", "0.19.0", "<b>1.0</b>"]
+    assert list(table["culprit"]) == ["last good", "culprit", ""]
+    assert table.loc[1, "verdict"] == "slower" and table.loc[1, "rows"] == 1.0 and table.loc[1, "span"] == 2041.0
+    assert np.isnan(table.loc[0, "ratio"])  # the good release is the base, not compared with itself
+    assert table.loc[2, "ratio"] == pytest.approx(saved.result.verdicts["<b>1.0</b>"].ratio)
+    assert list(table["transformers"]) == ["4.52.4", "4.52.4", "5.23.0"]  # only the packages that vary
+    page = render_bisect(saved, tmp_path).read_text(encoding="utf-8")
+    assert "Culprit: trl 0.19.0" in page and "uncertain" in page and "2025-06-20" in page
+    assert "&lt;b&gt;1.0&lt;/b&gt;" in page and "<b>1.0</b>" not in page and "<script>x" not in page
+    assert "put back" in page and "trl 0.19.0 -&gt; 0.18.2" in page and "reusing 2 run(s)" in page
+    assert "data:image/png;base64," in page

@@ -46,6 +46,7 @@ def train_cell(spec: CellSpec) -> CellResult:
     from peft import get_peft_model
     from transformers import set_seed
 
+    from harness.cell.common_eval import CommonEvaluator
     from harness.cell.data import load_splits
     from harness.cell.models import resolve_model
     from harness.cell.probes import compile_report, onednn_probe, profiler
@@ -82,6 +83,10 @@ def train_cell(spec: CellSpec) -> CellResult:
     skipped = [*([] if evaluate or eval_ds is None else ["eval"]), *([] if first or bare_run(spec) else ["onednn"])]
 
     bare = bare_run(spec)
+    # xeonft's own eval loss, a row at a time: under a compiled backend each new length would recompile, so those
+    # leave it out for now; the base is measured here, before anything trains or is compiled
+    evaluator = (CommonEvaluator(peft_model, loaded.tokenizer, eval_ds, cfg)
+                 if evaluate and world_size == 1 and cfg.backend not in COMPILED else None)
 
     def on_step(step: int, total: int) -> None:
         if not bare:
@@ -107,6 +112,7 @@ def train_cell(spec: CellSpec) -> CellResult:
         t1 = time.perf_counter()
         trainer.train()
         clock.train = time.perf_counter() - t1
+    common = evaluator.after(peft_model) if evaluator else None
     if probe is not None and probe.summary is not None:
         clock.verbose_step, clock.verbose_parse = probe.step, probe.parse_seconds
     evals = [e for e in tracker.evals if "eval_loss" in e]
@@ -116,6 +122,7 @@ def train_cell(spec: CellSpec) -> CellResult:
         evals=tracker.evals,
         saves=tracker.saves,
         eval_loss=evals[-1]["eval_loss"] if evals else None,
+        common_eval=common,
         setup_seconds=setup_seconds,
         model=loaded.info,
         train_rows=len(train_ds),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.own_eval import NOTE as OWN_EVAL_NOTE
 from harness.base.units import GIB, num
 from harness.render.figures import Figures
 
@@ -92,6 +93,9 @@ def markdown(meta: dict[str, Any], tables: dict[str, pd.DataFrame], fp: dict[str
         parts += ["## Instrumentation overhead", "", OVERHEAD_NOTE, "", md_table(tables["overhead"])]
     if not tables.get("phases", pd.DataFrame()).empty:
         parts += ["## Where the cells' time went", "", PHASES_NOTE, "", md_table(tables["phases"])]
+    if not tables.get("own_eval", pd.DataFrame()).empty:
+        parts += ["## Does it train better? xeonft's own eval loss", "", OWN_EVAL_NOTE, "",
+                  md_table(tables["own_eval"])]
     if meta.get("calibration"):
         parts += ["## Calibration beside every cell", "", CALIBRATION_NOTE, "", f"**{_sentence(meta['calibration'])}**",
                   "", md_table(tables["calibration"])]
@@ -169,6 +173,9 @@ def page(meta: dict[str, Any], tables: dict[str, pd.DataFrame], fp: dict[str, An
         doc.heading("Instrumentation overhead").paragraph(OVERHEAD_NOTE, kind="").table(tables["overhead"])
     if not tables.get("phases", pd.DataFrame()).empty:
         doc.heading("Where the cells' time went").paragraph(PHASES_NOTE, kind="").table(tables["phases"])
+    if not tables.get("own_eval", pd.DataFrame()).empty:
+        doc.heading("Does it train better? xeonft's own eval loss").paragraph(OWN_EVAL_NOTE, kind="").table(
+            tables["own_eval"])
     if meta.get("calibration"):
         doc.heading("Calibration beside every cell").paragraph(CALIBRATION_NOTE, kind="")
         doc.paragraph(_sentence(meta["calibration"]), strong=True).table(tables["calibration"])

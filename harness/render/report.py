@@ -14,6 +14,7 @@ import pandas as pd
 from harness.analysis.calibration import finding, spread_frame
 from harness.analysis.frames import cells_frame, steps_frame
 from harness.analysis.overhead import flags, overhead_frame, phases_frame
+from harness.analysis.own_eval import own_eval_table
 from harness.analysis.summary import baseline as pick_baseline
 from harness.analysis.summary import configurations, headline, speedups
 from harness.base.units import interval, missing, num, pct
@@ -180,7 +181,7 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
     meta = {"name": name, "created": manifest.created, "cells": len(df), "ok": int((df["status"] == "ok").sum()),
             "baseline": base_note, "headline": first, "notes": said, "calibration": sentence}
     tables = {"top": top, "problems": problems, "overhead": overhead_frame(df), "phases": phases_table(df),
-              "calibration": _spread(df)}
+              "calibration": _spread(df), "own_eval": own_eval_table(df, base_identity)}
     fp = manifest.fingerprint.model_dump(mode="json")
     (out_dir / "report.md").write_text(markdown(meta, tables, fp, figs), encoding="utf-8")
     (out_dir / "index.html").write_text(page(meta, tables, fp, figs), encoding="utf-8")
@@ -189,6 +190,7 @@ def render(results: str | Path, out: str | Path | None = None, baseline: str | N
         **meta, "top": top.to_dict(orient="records"), "configurations": configs_json,
         "overhead": tables["overhead"].to_dict(orient="records"),
         "phases": phases_frame(df).to_dict(orient="records"),
+        "own_eval": tables["own_eval"].to_dict(orient="records"),
         "calibration": {"sentence": sentence, **asdict(calibrated),
                         "configurations": spread_frame(df).to_dict(orient="records")} if calibrated else None},
         indent=1, default=str), encoding="utf-8")

@@ -89,12 +89,28 @@ class RankResult(Measurement):
     peak_uss_bytes: int | None = Field(default=None, description="The rank's own peak USS.")
 
 
+class CommonEval(Open):
+    """xeonft's own eval loss (`harness.cell.common_eval`): one definition under every library stack, so runs of
+    different stacks can be told apart by how well they trained, not by how their trainer counts its loss."""
+
+    loss: float = Field(description="Mean cross-entropy per token (every token after a row's first, each row run "
+                                    "alone) of the trained model on the eval rows.")
+    base_loss: float = Field(description="The same before training (the adapters at their initial values): the "
+                                         "base model's.")
+    tokens: int = Field(description="Tokens the mean is over.")
+    rows: int = Field(description="Eval rows.")
+    seconds: float = Field(description="Its wall time, both passes (the base before training, the tuned model "
+                                       "after): outside the measured steps.")
+
+
 class CellResult(Measurement):
     """What the worker measured (or, for a data-parallel cell, its ranks combined): the worker writes it as JSON
     and the launcher reads it back into this model."""
 
     saves: list[dict[str, Any]] | None = Field(default=None, description="Checkpoint saves: step and seconds.")
     eval_loss: float | None = Field(default=None, description="The last evaluation's loss.")
+    common_eval: CommonEval | None = Field(default=None, description="xeonft's own eval loss, the same definition "
+                                                                     "under every stack (runs that evaluate).")
     setup_seconds: float | None = Field(default=None, description="Loading the data and the model and building "
                                                                   "the trainer, in seconds.")
     model: dict[str, Any] = Field(default_factory=dict, description="The model as resolved: name, source, "
