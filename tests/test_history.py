@@ -380,13 +380,14 @@ def test_a_middle_release_beyond_the_threshold_but_too_noisy_to_confirm_marks_th
     assert any(n.startswith("1.1: x0.") and "more runs" in n for n in result.notes)
 
 
-def _catalog_run(trl: str, transformers: str, tps: float, repeat: int) -> object:
+def _catalog_run(trl: str, transformers: str, tps: float, repeat: int, stack: str | None = None) -> object:
     from harness.history.catalog import CatalogRun
 
     return CatalogRun(set_id="s", result_set="r", key=f"{trl}-{transformers}-{repeat}", identity="cell",
                       config={"model": "default", "precision": "bf16-autocast"}, machine="m", facts=None, cpu="cpu",
-                      stack=f"trl-{trl}", versions={"trl": trl, "transformers": transformers},
-                      xeonft_commit=None, date="2026-12-03", repeat=repeat, status="ok", tokens_per_second=tps,
+                      stack=stack or f"trl-{trl}", versions={"trl": trl, "transformers": transformers},
+                      xeonft_commit=None, date=f"2026-12-03T10:0{repeat}", repeat=repeat, status="ok",
+                      tokens_per_second=tps,
                       eval_loss=None, mfu=None, gemm_tflops=None, fault=None, work=None)
 
 
@@ -395,13 +396,15 @@ def test_history_by_a_library_keeps_a_put_back_stack_out_of_its_release_and_name
 
     rows = [_catalog_run("0.18.2", "4.52.4", 320.0 + i, i) for i in range(3)]
     rows += [_catalog_run("0.19.0", "4.52.4", 250.0 + i, i) for i in range(3)]
-    rows += [_catalog_run("0.19.0", "4.53.1", 400.0 + i, i) for i in range(2)]  # a moved package put back
+    back = "trl-0.19.0-back-transformers-4.53.1"  # a moved package put back, as many runs as the release has
+    rows += [_catalog_run("0.19.0", "4.53.1", 400.0 + i, i, stack=back) for i in range(3)]
     (s,) = series(rows, "trl")
     assert [p.x for p in s.points] == ["0.18.2", "0.19.0"]
     assert s.points[1].n == 3 and max(s.points[1].runs) < 300  # the put-back runs did not join the release
-    assert s.points[1].aside == ("2 run(s) with transformers 4.53.1",) and s.points[0].aside == ()
+    assert s.points[1].stacks == ["trl-0.19.0"]
+    assert s.points[1].aside == ("3 run(s) with transformers 4.53.1",) and s.points[0].aside == ()
     (by_date,) = series(rows, "date")  # by date every run counts: there is no library to hold fixed
-    assert sum(p.n for p in by_date.points) == 8
+    assert sum(p.n for p in by_date.points) == 9
 
 
 def _saved_bisect():

@@ -59,6 +59,7 @@ def test_cells_that_evaluate_record_the_own_loss_and_the_others_do_not(sweep):
     for r in evaluated:
         own = r.result.common_eval
         assert own.rows == r.result.eval_rows and own.tokens > own.rows and 0 < own.loss < 20
+        assert own.tokens_digest == evaluated[0].result.common_eval.tokens_digest  # one tokenizer, the same tokens
     assert all(r.result.common_eval is None for r in ok if r.repeat > 0)
 
 
@@ -69,10 +70,18 @@ def test_the_report_says_which_configuration_trains_better_by_the_own_loss():
                        "variant": ["old"] * 3 + ["new"] * 3 + ["same"] * 3 + ["one run"],
                        "own_eval_loss": [1.80, 1.801, 1.799, 1.70, 1.701, 1.699, 1.80, 1.8005, 1.7995, 1.75],
                        "own_base_loss": [2.0] * 10})
+    df["own_tokens"] = "same"
     t = own_eval_table(df, "a").set_index("configuration")
     assert t.loc["old", "against the baseline"] == "(the baseline)"
     assert t.loc["new", "against the baseline"].startswith("lower loss (trains better)")
     assert t.loc["same", "against the baseline"].startswith("the same (within 1%)")
     assert t.loc["one run", "against the baseline"].startswith("cannot tell")
     assert t.loc["new", "improvement"] == pytest.approx(0.30)
+    assert t.loc["new", "improvement %"] == pytest.approx(15.0)
     assert own_eval_table(df.assign(own_eval_loss=None), "a").empty
+    other = df.assign(own_tokens=["same"] * 3 + ["other"] * 7)  # another tokenizer: other tokens, not comparable
+    assert own_eval_table(other, "a").set_index("configuration").loc["new", "against the baseline"].startswith(
+        "not comparable")
+    one_seed = df.assign(own_eval_loss=[1.8] * 3 + [1.7] * 3 + [1.8] * 3 + [1.75])  # runs of one seed agree
+    assert own_eval_table(one_seed, "a").set_index("configuration").loc["new", "against the baseline"].startswith(
+        "one value a side")

@@ -97,6 +97,7 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
         "eval_loss": h.eval_loss,
         "own_eval_loss": res.common_eval.loss if res and res.common_eval else None,
         "own_base_loss": res.common_eval.base_loss if res and res.common_eval else None,
+        "own_tokens": res.common_eval.tokens_digest if res and res.common_eval else None,
         "final_train_loss": h.final_train_loss,
         "peak_rss_gib": h.peak_rss_bytes / 2**30 if h.peak_rss_bytes is not None else None,
         "peak_uss_gib": h.peak_uss_bytes / 2**30 if h.peak_uss_bytes is not None else None,

@@ -8,6 +8,8 @@ new release trains better; this can."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import time
 from typing import Any
@@ -58,10 +60,13 @@ class CommonEvaluator:
         t0 = time.perf_counter()
         self.cfg, self.rows = cfg, eval_rows(tokenizer, rows, cfg)
         self.base_loss, self.tokens = mean_loss(model, self.rows, cfg)
+        # two stacks whose tokenizers split the rows differently did not evaluate the same tokens: say so
+        self.digest = hashlib.sha256(json.dumps(self.rows).encode()).hexdigest()[:16]
         self.seconds = time.perf_counter() - t0
 
     def after(self, model: Any) -> CommonEval:
         t0 = time.perf_counter()
         loss, _ = mean_loss(model, self.rows, self.cfg)
         return CommonEval(loss=loss, base_loss=self.base_loss, tokens=self.tokens, rows=len(self.rows),
+                          tokens_digest=self.digest,
                           seconds=self.seconds + time.perf_counter() - t0)

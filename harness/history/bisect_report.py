@@ -178,10 +178,18 @@ def own_eval_lines(result: BisectResult, timings: dict[str, Any]) -> list[str]:
     if not lo or not hi:
         return []
     a, b = [x["loss"] for x in lo], [x["loss"] for x in hi]
+
+    def gain(side: list[dict[str, Any]]) -> float:
+        return statistics.median(1 - x["loss"] / x["base_loss"] for x in side)
+
     text = (f"xeonft's own eval loss (each row alone, every token after the first): {result.last_good} "
-            f"{statistics.median(a):.4f} ({len(a)} run(s)), {result.culprit} {statistics.median(b):.4f} "
-            f"({len(b)}); base model {statistics.median(x['base_loss'] for x in lo):.4f}")
-    if len(a) >= 2 and len(b) >= 2:
+            f"{statistics.median(a):.4f} ({len(a)} run(s), {gain(lo):.1%} below its base), {result.culprit} "
+            f"{statistics.median(b):.4f} ({len(b)}, {gain(hi):.1%} below its base)")
+    if {x.get("tokens") for x in lo} != {x.get("tokens") for x in hi}:
+        text += ": not comparable loss for loss, the stacks tokenized the eval rows differently"
+    elif len(set(a)) == 1 or len(set(b)) == 1:
+        text += ": one value a side (runs of one seed train alike), no interval"
+    elif len(a) >= 2 and len(b) >= 2:
         v = decide(a, b, threshold=LOSS_THRESHOLD)
         word = {"slower": "the culprit's work trains better (lower loss)",
                 "faster": "the culprit's work trains worse (higher loss)",

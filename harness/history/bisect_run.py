@@ -152,7 +152,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
             if rec.result and rec.result.common_eval:  # xeonft's own eval loss: one definition in every stack
                 own = rec.result.common_eval
                 timings.setdefault("own_eval", {}).setdefault(label, []).append(
-                    {"loss": own.loss, "base_loss": own.base_loss})
+                    {"loss": own.loss, "base_loss": own.base_loss, "tokens": own.tokens_digest})
             if metric == "loss":
                 if rec.result and rec.result.eval_loss:
                     values.append(1.0 / rec.result.eval_loss)  # higher is better, as for throughput

@@ -53,7 +53,7 @@ def version_table(saved: SavedBisect) -> pd.DataFrame:
     r, t = saved.result, saved.timings
     tried = [v for v in r.versions if r.runs.get(v)]
     stacks = t.get("stacks", {})
-    moved = _varying(stacks, tried)
+    moved = [k for k in _varying(stacks, tried) if k != saved.libs[0]]  # the bisected library is the first column
     unit = "tok/s median" if saved.metric == "throughput" else "eval loss median"
     rows = []
     for v in tried:
@@ -73,7 +73,7 @@ def version_table(saved: SavedBisect) -> pd.DataFrame:
             "ratio 95%": "" if good or not verdict or verdict.low is None else
             f"{verdict.low:.3f}-{verdict.high:.3f}",
             "p": None if good or not verdict else verdict.p_value,
-            "culprit": "culprit" if v == r.culprit else "last good" if v == r.last_good and not good else ""}
+            "culprit": "culprit" if v == r.culprit else "last good" if v == r.last_good else ""}
         for k in moved:
             row[k] = ((stacks.get(v) or {}).get("resolved") or {}).get(k, "")
         rows.append(row)

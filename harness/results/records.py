@@ -99,6 +99,8 @@ class CommonEval(Open):
                                          "base model's.")
     tokens: int = Field(description="Tokens the mean is over.")
     rows: int = Field(description="Eval rows.")
+    tokens_digest: str | None = Field(default=None, description="A digest of the eval rows' token ids: two runs "
+                                                                "evaluated the same tokens only when it is equal.")
     seconds: float = Field(description="Its wall time, both passes (the base before training, the tuned model "
                                        "after): outside the measured steps.")
 
