@@ -398,13 +398,15 @@ def test_history_by_a_library_keeps_a_put_back_stack_out_of_its_release_and_name
     rows += [_catalog_run("0.19.0", "4.52.4", 250.0 + i, i) for i in range(3)]
     back = "trl-0.19.0-back-transformers-4.53.1"  # a moved package put back, as many runs as the release has
     rows += [_catalog_run("0.19.0", "4.53.1", 400.0 + i, i, stack=back) for i in range(3)]
+    rows += [_catalog_run("0.18.2", "4.52.4", 500.0 + i, i, stack="patched") for i in range(2)]  # same versions
     (s,) = series(rows, "trl")
     assert [p.x for p in s.points] == ["0.18.2", "0.19.0"]
     assert s.points[1].n == 3 and max(s.points[1].runs) < 300  # the put-back runs did not join the release
     assert s.points[1].stacks == ["trl-0.19.0"]
-    assert s.points[1].aside == ("3 run(s) with transformers 4.53.1",) and s.points[0].aside == ()
+    assert s.points[1].aside == ("3 run(s) with transformers 4.53.1",)
+    assert s.points[0].aside == ("2 run(s) on stack patched",) and s.points[0].n == 3
     (by_date,) = series(rows, "date")  # by date every run counts: there is no library to hold fixed
-    assert sum(p.n for p in by_date.points) == 9
+    assert sum(p.n for p in by_date.points) == 11
 
 
 def _saved_bisect():

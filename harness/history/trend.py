@@ -100,26 +100,32 @@ def _mean_work(rows: list[CatalogRun]) -> dict[str, float]:
 
 
 def _one_stack(by: str, ok: list[CatalogRun]) -> tuple[list[CatalogRun], tuple[str, ...]]:
-    """By a library: the runs at one of its versions whose other libraries agree with most of them (first, with
-    the runs of the stack named for the release, `trl-0.19.0`, as a bisect names it); the rest (a bisect's moved
-    package put back, a stack with another transformers) are a different point, not more runs of this one, and are
-    named instead of mixed in."""
+    """By a library: the runs at one of its versions on one stack (its other libraries' versions and its name):
+    first the stack named for the release (`trl-0.19.0`, as a bisect names it), then the one with the most runs.
+    The rest (a bisect's moved package put back, a stack with another transformers, a research stack that patches
+    the library) are a different point, not more runs of this one, and are named instead of mixed in."""
     if by in ("date", "commit"):
         return ok, ()
-    groups: dict[tuple[tuple[str, str], ...], list[CatalogRun]] = {}
+    Key = tuple[tuple[tuple[str, str], ...], str]
+    groups: dict[Key, list[CatalogRun]] = {}
     for r in ok:
-        groups.setdefault(tuple(sorted((k, v) for k, v in r.versions.items() if k != by)), []).append(r)
+        others = tuple(sorted((k, v) for k, v in r.versions.items() if k != by))
+        groups.setdefault((others, r.stack or "default"), []).append(r)
     if len(groups) < 2:
         return ok, ()
 
-    def rank(sig: tuple[tuple[str, str], ...]) -> tuple[bool, int, tuple[tuple[str, str], ...]]:
-        runs = groups[sig]
-        return any(r.stack == f"{by}-{r.versions.get(by)}" for r in runs), len(runs), sig
+    def rank(key: Key) -> tuple[bool, int, Key]:
+        runs = groups[key]
+        return any(r.stack == f"{by}-{r.versions.get(by)}" for r in runs), len(runs), key
 
     main = max(groups, key=rank)
-    theirs = dict(main)
-    aside = [f"{len(groups[sig])} run(s) with " + (", ".join(f"{k} {v}" for k, v in sig if theirs.get(k) != v)
-                                                  or "another stack") for sig in sorted(groups) if sig != main]
+    theirs = dict(main[0])
+
+    def differs(key: Key) -> str:
+        moved = ", ".join(f"{k} {v}" for k, v in key[0] if theirs.get(k) != v)
+        return f"with {moved}" if moved else f"on stack {key[1]}"
+
+    aside = [f"{len(groups[key])} run(s) {differs(key)}" for key in sorted(groups) if key != main]
     return groups[main], tuple(aside)
 
 
