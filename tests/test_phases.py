@@ -121,6 +121,10 @@ def test_phases_of_a_cell_from_its_clock_and_steps():
     assert (p.startup, p.warmup, p.verbose, p.measured, p.profiled, p.eval) == (5.0, 2.0, 4.5, 9.0, 1.5, 2.0)
     assert p.loop == pytest.approx(20.0 - (2 + 4.5 + 9 + 1.5 + 2))  # the probe's parsing is inside train()
     assert sum(p.seconds().values()) == pytest.approx(36.0) and p.other == pytest.approx(36 - 5 - 7 - 20)
+    # xeonft's own eval loss runs outside trainer.train(): it is evaluation, taken from 'other', not from the loop
+    own = Phases.of_cell(wall=36.0, launched=95.0, clock=clock.model_copy(update={"own_eval": 3.0}), steps=steps,
+                         evals=[{"seconds": 2.0}], saves=None, timing_warmup=2, measured=3)
+    assert (own.eval, own.loop, own.other) == (5.0, p.loop, pytest.approx(p.other - 3.0))
     failed = Phases.of_cell(wall=7.0, launched=0.0, clock=None, steps=[], evals=[], saves=None, timing_warmup=1,
                             measured=3)
     assert failed.other == 7.0 and set(PHASES) == set(failed.seconds())

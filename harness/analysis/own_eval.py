@@ -9,10 +9,11 @@ from harness.base.stats import decide
 
 LOSS_THRESHOLD = 0.01  # a 1% lower or higher loss: the eval loss moves by far less than throughput between runs
 NOTE = ("xeonft's own eval loss: each eval row run alone through the trained model (no packing, no attention "
-        "across documents), the mean cross-entropy of every token after the row's first; 'base' is the same with "
-        "the adapters off. One definition under every library stack, unlike a trainer's own eval loss, so it says "
-        "whether a configuration trains better per token. Verdict: Welch's t-test on the runs' log losses against "
-        f"the baseline's, threshold {LOSS_THRESHOLD:.0%}, alpha 0.01.")
+        "across documents), the mean cross-entropy of every token after the row's first; 'base' is the same before "
+        "training. One definition under every library stack, unlike a trainer's own eval loss, so it says whether "
+        "a configuration trains better per token, where both sides evaluated the same tokens (a stack whose "
+        "tokenizer splits the rows differently did not: compare the improvements then). Verdict: Welch's t-test on "
+        f"the runs' log losses against the baseline's, threshold {LOSS_THRESHOLD:.0%}, alpha 0.01.")
 
 
 def _words(verdict: str) -> str:

@@ -113,6 +113,7 @@ def train_cell(spec: CellSpec) -> CellResult:
         trainer.train()
         clock.train = time.perf_counter() - t1
     common = evaluator.after(peft_model) if evaluator else None
+    clock.own_eval = common.seconds if common else 0.0
     if probe is not None and probe.summary is not None:
         clock.verbose_step, clock.verbose_parse = probe.step, probe.parse_seconds
     evals = [e for e in tracker.evals if "eval_loss" in e]

@@ -45,6 +45,8 @@ class WorkerClock(Open):
                                                                "probe ran).")
     verbose_parse: float = Field(default=0.0, description="Reading and summarizing the verbose log after its step "
                                                           "(outside the step's own time).")
+    own_eval: float = Field(default=0.0, description="xeonft's own eval loss, both passes (before and after "
+                                                     "trainer.train(), outside it): counted as evaluation.")
 
 
 class Phases(Open):
@@ -97,6 +99,7 @@ class Phases(Open):
         }
         in_train = spans["warmup"] + verbose + spans["measured"] + spans["profiled"] + spans["eval"] + spans["save"]
         spans["loop"] = max(0.0, clock.train - in_train)
+        spans["eval"] += clock.own_eval  # outside trainer.train(): after the loop is taken from it
         spans["other"] = max(0.0, wall - sum(spans.values()))
         return cls(wall=wall, data_cache=clock.data_cache, **spans)
 
