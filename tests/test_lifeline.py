@@ -178,11 +178,12 @@ def test_install_in_worker_kills_a_worker_already_orphaned(tmp_path):
 
 
 # argv: the signal's name. Sleeps inside the context; on the signal, cleans up (ignoring a second signal), and
-# reports how it left.
+# reports how it left. The signal starts at its default: an inherited SIG_IGN (nohup) would rightly stay ignored.
 INTERRUPTIBLE = """
 import os, signal, sys, time
 from harness.launch.lifeline import termination_as_interrupt
 sig = getattr(signal, sys.argv[1])
+signal.signal(sig, signal.SIG_DFL)  # as a terminal gives it: the suite itself may run under nohup (SIGHUP ignored)
 try:
     with termination_as_interrupt():
         try:
