@@ -17,13 +17,12 @@ from harness.render.pages import Page
 
 LEAD = ("Each release of {lib} ran the same cell in a stack of its own ({how}), each run a separate process. "
         "{unit}; a release shows the median of its runs and a 95% interval across runs. Each verdict compares a "
-        "release's runs with the good release's ({test}: Welch's t-test on log values, threshold {threshold:.0%}, "
-        "alpha {alpha:g}); 'inconclusive' means the runs cannot tell. rows, docs: packed rows and documents in a "
-        "step; span: the tokens a token attends to within its document (mean); ms/token: milliseconds of a "
-        "measured step per non-padding token; own eval loss: xeonft's own, one definition under every stack "
-        "(each eval row run alone, every token after the first). Where rows, documents or span change, the "
-        "release changed the work "
-        "of a step, not only its speed.")
+        "release's runs with the good release's (Welch's t-test on log values, threshold {threshold:.0%}, alpha "
+        "{alpha:g}); 'inconclusive' means the runs cannot tell. rows, docs: packed rows and documents in a step; "
+        "span: the tokens a token attends to within its document (mean); ms/token: milliseconds of a measured "
+        "step per non-padding token; own eval loss: xeonft's own, one definition under every stack (each eval row "
+        "run alone, every token after the first). Where rows, documents or span change, the release changed the "
+        "work of a step, not only its speed.")
 
 
 def _shown(saved: SavedBisect, runs: list[float]) -> tuple[float, float | None, float | None]:
@@ -137,8 +136,7 @@ def render_bisect(saved: SavedBisect, out: Path) -> Path:
     page = Page(title).heading(title, level=1)
     if saved.cpu:
         page.paragraph(f"Machine: {saved.cpu}.", kind="")
-    page.paragraph(LEAD.format(lib=lib, how=how, unit=unit, test="welch", threshold=saved.threshold,
-                               alpha=saved.alpha))
+    page.paragraph(LEAD.format(lib=lib, how=how, unit=unit, threshold=saved.threshold, alpha=saved.alpha))
     page.paragraph(headline(saved), strong=True)
     at_culprit = culprit_lines(r, saved.libs, t, saved.metric)
     if at_culprit:
