@@ -109,7 +109,9 @@ def report_lines(result: BisectResult, libs: list[str], timings: dict[str, Any],
         sizes = [b["bytes"] or 0 for b in builds.values()]
         lines.append(f"stacks built: {len(builds)}, {min(secs):.0f}-{max(secs):.0f} s each, "
                      f"{min(sizes) / 2**20:.1f}-{max(sizes) / 2**20:.1f} MiB on disk each")
-    lines.append(f"bisect wall time: {timings['wall_seconds'] / 60:.1f} min")
+    reused = timings.get("reused")
+    lines.append(f"bisect wall time: {timings['wall_seconds'] / 60:.1f} min"
+                 + (f", reusing {reused} run(s) an earlier try recorded" if reused else ""))
     return lines
 
 
