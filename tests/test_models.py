@@ -47,3 +47,46 @@ def test_bad_model_names_are_refused_with_their_name(name, message, tokenizer_di
 def test_directory_without_config_is_refused(tmp_path):
     with pytest.raises(XeonftError, match=r"has no config\.json"):
         resolve_model(str(tmp_path), torch.float32)
+
+
+def test_a_conversion_that_does_not_predict_text_is_refused_and_one_that_does_is_recorded(tokenizer_dir, tmp_path):
+    """The check a converted GGUF model must pass (`converted_check`): random weights (as transformers 5.4.0's GGUF
+    reader left the default model's) score about ln(vocabulary) on a short English text and are refused; the same
+    model taught that text passes, and the check says what it measured."""
+    import math
+
+    from harness.cell.models import CHECK_SHARE, CHECK_TEXT, converted_check
+
+    loaded = resolve_model("synthetic:tiny", torch.float32, tokenizer=str(tokenizer_dir), seed=1)
+    model, tok = loaded.model, loaded.tokenizer
+    with pytest.raises(XeonftError, match=r"converted 'model\.gguf' into a model that does not predict text .*"
+                                          r"uniform guess is .*xeonft fetch"):
+        converted_check(model, tok, tmp_path / "model.gguf")
+    ids = torch.tensor([tok(CHECK_TEXT)["input_ids"]])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        opt.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+    check = converted_check(model, tok, tmp_path / "model.gguf")
+    assert check["check_loss"] < CHECK_SHARE * math.log(len(tok)) and check["uniform_loss"] == pytest.approx(
+        math.log(len(tok))) and check["tokens"] == ids.shape[1]
+
+
+def test_the_launcher_converts_gguf_models_itself_only_where_cells_run_in_other_environments(tmp_path, capsys):
+    from harness.base.errors import Failure
+    from harness.config.finetune import FinetuneConfig
+    from harness.config.spec import CellSpec, LaunchSettings
+    from harness.config.stack import Stack
+    from harness.launch.convert import prepare_models
+
+    missing = str(tmp_path / "absent.gguf")
+    here = CellSpec(config=FinetuneConfig(model=missing), launch=LaunchSettings(), warmup_steps=0, measured_steps=1)
+    prepare_models([here])  # every cell here: the first converts it, with this same transformers; nothing run now
+    stacked = here.model_copy(update={"launch": LaunchSettings(stack=Stack(name="old", pins=["tqdm==4.66.4"]))})
+    with pytest.raises(Failure, match=r"model '.*absent\.gguf': model file not found"):
+        prepare_models([here, stacked])
+    with pytest.raises(Failure, match="model file not found"):
+        prepare_models([here], stacks=True)  # a bisect: every version a stack
+    synthetic = here.model_copy(update={"config": FinetuneConfig(model="synthetic:tiny", tokenizer=str(tmp_path))})
+    prepare_models([synthetic, synthetic.model_copy(update={"launch": stacked.launch})])  # its own tokenizer: no GGUF

@@ -69,7 +69,7 @@ def test_the_report_says_which_configuration_trains_better_by_the_own_loss():
     df = pd.DataFrame({"identity": ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"],
                        "variant": ["old"] * 3 + ["new"] * 3 + ["same"] * 3 + ["one run"],
                        "own_eval_loss": [1.80, 1.801, 1.799, 1.70, 1.701, 1.699, 1.80, 1.8005, 1.7995, 1.75],
-                       "own_base_loss": [2.0] * 10})
+                       "own_base_loss": [2.0] * 10, "seed": [0, 1, 2] * 3 + [0]})
     df["own_tokens"] = "same"
     t = own_eval_table(df, "a").set_index("configuration")
     assert t.loc["old", "against the baseline"] == "(the baseline)"
@@ -82,6 +82,28 @@ def test_the_report_says_which_configuration_trains_better_by_the_own_loss():
     other = df.assign(own_tokens=["same"] * 3 + ["other"] * 7)  # another tokenizer: other tokens, not comparable
     assert own_eval_table(other, "a").set_index("configuration").loc["new", "against the baseline"].startswith(
         "not comparable")
-    one_seed = df.assign(own_eval_loss=[1.8] * 3 + [1.7] * 3 + [1.8] * 3 + [1.75])  # runs of one seed agree
-    assert own_eval_table(one_seed, "a").set_index("configuration").loc["new", "against the baseline"].startswith(
-        "one value a side")
+    repeats = df.assign(seed=0)  # three runs of one seed each: one value a side, however much the runs wobble
+    t = own_eval_table(repeats, "a").set_index("configuration")
+    assert t.loc["new", "against the baseline"].startswith("one value a side") and t.loc["new", "seeds"] == 1
+
+
+def test_the_own_loss_verdict_takes_one_value_per_seed_over_the_seeds_of_one_configuration():
+    from harness.analysis.own_eval import own_eval_table
+
+    # two stacks, three seeds each (each seed its own identity, as a `seed` axis makes them), two runs per seed
+    df = pd.DataFrame({"identity": [f"{stack}{seed}" for stack in "ab" for seed in range(3) for _ in range(2)],
+                       "seedless": [stack for stack in "ab" for _ in range(6)],
+                       "variant": [f"stack={stack} / seed={seed}" for stack in ("old", "new") for seed in range(3)
+                                   for _ in range(2)],
+                       "seed": [seed for _ in "ab" for seed in range(3) for _ in range(2)],
+                       "own_eval_loss": [1.80, 1.80, 1.81, 1.81, 1.79, 1.79, 1.60, 1.60, 1.62, 1.62, 1.61, 1.61],
+                       "own_base_loss": [2.0] * 12, "own_tokens": "same"})
+    t = own_eval_table(df, "a1").set_index("configuration")
+    assert list(t.index) == ["stack=old", "stack=new"]  # the seed left out of the label
+    assert t.loc["stack=old", "against the baseline"] == "(the baseline)"
+    new = t.loc["stack=new"]
+    assert new["seeds"] == 3 and new["runs"] == 6 and new["eval loss"] == pytest.approx(1.61)
+    assert new["against the baseline"].startswith("lower loss (trains better)") and "one value per seed" in new[
+        "against the baseline"]
+    ratio = float(new["against the baseline"].split(": x")[1].split()[0])
+    assert ratio == pytest.approx((1.60 * 1.62 * 1.61) ** (1 / 3) / (1.80 * 1.81 * 1.79) ** (1 / 3), abs=1e-4)

@@ -16,7 +16,7 @@ from harness.analysis.calibration import calibration_columns
 from harness.analysis.efficiency import cell_efficiency
 from harness.base.errors import XeonftError
 from harness.config.finetune import LATER_CONFIG_DEFAULTS
-from harness.config.identity import NO_FAULT, Configuration, twin_key
+from harness.config.identity import NO_FAULT, Configuration, match_key, twin_key
 from harness.measure.onednn import top_gemm
 from harness.results.records import CellRecord
 from harness.results.store import ResultStore
@@ -26,7 +26,7 @@ SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "gradient_accumul
 LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument", "replica")
 # Fields that never tell two configurations apart for a reader (set by the sweep, or the same for every cell).
 NOT_LABELS = {"max_steps", "save_checkpoints", "logging_steps", "eval_steps", "prompts", "repeat", "timeout_s",
-              "node_rank", "rdzv_endpoint", "variables", "evaluate"}
+              "node_rank", "rdzv_endpoint", "variables", "evaluate", "own_eval_tokens"}
 
 
 def configuration(record: CellRecord) -> Configuration:
@@ -38,6 +38,14 @@ def configuration(record: CellRecord) -> Configuration:
 def twin(record: CellRecord) -> str:
     """The configuration with `instrument` left out: a bare cell and its fully instrumented twin share it."""
     return Configuration(twin_key(record.spec), record.spec.launch.inject_fault).grouping
+
+
+def seedless(record: CellRecord) -> str:
+    """The configuration with its training seed left out: runs of several seeds are one configuration's samples of
+    training randomness (the own eval loss's interval, `harness.analysis.own_eval`)."""
+    spec = record.spec
+    unseeded = spec.model_copy(update={"config": spec.config.model_copy(update={"seed": 0})})
+    return Configuration(match_key(unseeded), spec.launch.inject_fault).grouping
 
 
 def _flat_spec(record: CellRecord) -> dict[str, Any]:
@@ -83,6 +91,8 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     row.update({c: launch.get(c, r.axes.get(c)) for c in LAUNCH_COLUMNS})
     row["preset"] = r.spec.preset
     row["pair_key"] = twin(r)
+    row["seedless"] = seedless(r)
+    row["seed"] = cfg.get("seed", r.spec.config.seed)
     row.update({
         "tokens_per_s": h.tokens_per_s,
         "sequences_per_s": h.sequences_per_s,
@@ -98,6 +108,7 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
         "own_eval_loss": res.common_eval.loss if res and res.common_eval else None,
         "own_base_loss": res.common_eval.base_loss if res and res.common_eval else None,
         "own_tokens": res.common_eval.tokens_digest if res and res.common_eval else None,
+        "own_reference": res.common_eval.reference_tokens if res and res.common_eval else None,
         "final_train_loss": h.final_train_loss,
         "peak_rss_gib": h.peak_rss_bytes / 2**30 if h.peak_rss_bytes is not None else None,
         "peak_uss_gib": h.peak_uss_bytes / 2**30 if h.peak_uss_bytes is not None else None,

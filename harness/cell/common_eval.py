@@ -56,9 +56,13 @@ class CommonEvaluator:
     model at its initial adapters, not the adapters switched off: an initialisation such as OLoRA moves the base
     weights so that base plus initial adapter is the original model, and switching the adapter off would not be."""
 
-    def __init__(self, model: Any, tokenizer: Any, rows: Any, cfg: FinetuneConfig) -> None:
+    def __init__(self, model: Any, tokenizer: Any, rows: Any, cfg: FinetuneConfig,
+                 reference: list[list[int]] | None = None) -> None:
         t0 = time.perf_counter()
-        self.cfg, self.rows = cfg, eval_rows(tokenizer, rows, cfg)
+        # `reference`: the sweep's one set of ids for every stack (`harness.cell.reference_tokens`); without it, the
+        # rows as this stack's tokenizer splits them
+        self.cfg, self.reference = cfg, reference is not None
+        self.rows = reference if reference is not None else eval_rows(tokenizer, rows, cfg)
         self.base_loss, self.tokens = mean_loss(model, self.rows, cfg)
         # two stacks whose tokenizers split the rows differently did not evaluate the same tokens: say so
         self.digest = hashlib.sha256(json.dumps(self.rows).encode()).hexdigest()[:16]
@@ -68,5 +72,5 @@ class CommonEvaluator:
         t0 = time.perf_counter()
         loss, _ = mean_loss(model, self.rows, self.cfg)
         return CommonEval(loss=loss, base_loss=self.base_loss, tokens=self.tokens, rows=len(self.rows),
-                          tokens_digest=self.digest,
+                          tokens_digest=self.digest, reference_tokens=self.reference,
                           seconds=self.seconds + time.perf_counter() - t0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def gguf_to_safetensors(gguf: Path) -> Path:
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     major = _transformers_major()
     out = cache_dir() / "models" / (f"{gguf.stem}-{key}" if major >= 5 else f"{gguf.stem}-{key}-tf{major}")
-    if (out / "config.json").is_file():
+    if (out / "config.json").is_file() and (out / CONVERTED).is_file():
         return out
     tmp = out.with_name(out.name + ".partial")
     try:
@@ -120,10 +121,44 @@ def gguf_to_safetensors(gguf: Path) -> Path:
         tokenizer = _load_tokenizer(gguf.parent, gguf_file=gguf.name)
     except (OSError, ValueError, KeyError) as err:
         raise XeonftError(f"could not read GGUF file '{gguf}': {err}") from None
+    check = converted_check(model, tokenizer, gguf)
+    shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    (tmp / CONVERTED).write_text(json.dumps(check), encoding="utf-8")
+    if out.exists():  # a folder from an earlier xeonft, converted without the check: replaced
+        shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+# A converted folder holds this file once its model passed `converted_check`; one without it is converted again.
+CONVERTED = "xeonft-converted.json"
+CHECK_TEXT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+              "request.\n\n### Instruction:\nName the capital of France.\n\n### Response:\nThe capital of France "
+              "is Paris.")
+CHECK_SHARE = 0.6  # of ln(vocabulary): a model that predicts text sits far below it, random weights at about 1.0
+
+
+def converted_check(model: Any, tokenizer: Any, source: Path) -> dict[str, Any]:
+    """The converted model's mean loss on one short English text against ln(vocabulary), the loss of a uniform
+    guess: a GGUF reader that mis-reads the weights (transformers 5.4 has no `GgufConfig` and leaves them random:
+    11.1 here, against 1.4 from 5.23) is refused before any cell trains on it."""
+    import math
+
+    import transformers
+
+    ids = torch.tensor([tokenizer(CHECK_TEXT)["input_ids"]])
+    with torch.inference_mode():
+        loss = float(model(input_ids=ids, labels=ids).loss)
+    uniform = math.log(max(len(tokenizer), 2))
+    if not loss < CHECK_SHARE * uniform:
+        raise XeonftError(f"transformers {transformers.__version__} converted '{source.name}' into a model that does "
+                          f"not predict text (loss {loss:.2f} on a short English text; a uniform guess is "
+                          f"{uniform:.2f}): its GGUF reader mis-read the weights. Convert it with xeonft's own "
+                          "environment first (`xeonft fetch`, or any sweep, does), or use a model folder")
+    return {"transformers": transformers.__version__, "check_loss": loss, "uniform_loss": uniform,
+            "tokens": int(ids.shape[1])}
 
 
 def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 0) -> Any:
@@ -238,3 +273,35 @@ def resolve_model(
         "intermediate_size": getattr(model.config, "intermediate_size", None),
     }
     return LoadedModel(model=model, tokenizer=tok, info=info)
+
+
+def needs_conversion(name: str, tokenizer: str | None) -> bool:
+    """A model name whose weights or tokenizer come from a GGUF file converted into the cache: the default model, a
+    .gguf file, or a synthetic shape without a tokenizer of its own (it takes the default model's)."""
+    return name == "default" or name.endswith(".gguf") or (name.startswith(SYNTHETIC_PREFIX) and tokenizer is None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.cell.models NAME`: convert a GGUF-based model into the cache in this environment (the
+    launcher runs it in its own before any cell of another stack would convert it with that stack's transformers).
+    Exit 0, or 2 with one line on stderr saying why not."""
+    import sys
+
+    args = list(argv if argv is not None else sys.argv[1:])
+    if len(args) != 1:
+        print("usage: python -m harness.cell.models NAME", file=sys.stderr)
+        return 2
+    name = args[0]
+    try:
+        if name.startswith(SYNTHETIC_PREFIX):
+            _default_dir()
+        else:
+            _source_dir(name)
+    except XeonftError as err:
+        print(f"xeonft: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

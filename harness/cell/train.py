@@ -51,6 +51,7 @@ def train_cell(spec: CellSpec) -> CellResult:
     from harness.cell.models import resolve_model
     from harness.cell.probes import compile_report, onednn_probe, profiler
     from harness.cell.recipe import build_trainer, lora_config, model_dtype
+    from harness.cell.reference_tokens import read as read_reference
     from harness.cell.tracker import SlowSteps, StepTracker
     from harness.config.finetune import COMPILED
     from harness.measure.fingerprint import packages, versions, xeonft_commit
@@ -85,8 +86,10 @@ def train_cell(spec: CellSpec) -> CellResult:
     bare = bare_run(spec)
     # xeonft's own eval loss, a row at a time: under a compiled backend each new length would recompile, so those
     # leave it out for now; the base is measured here, before anything trains or is compiled
-    evaluator = (CommonEvaluator(peft_model, loaded.tokenizer, eval_ds, cfg)
-                 if evaluate and world_size == 1 and cfg.backend not in COMPILED else None)
+    own_eval = evaluate and world_size == 1 and cfg.backend not in COMPILED
+    reference = (read_reference(Path(spec.own_eval_tokens), len(loaded.tokenizer))
+                 if own_eval and spec.own_eval_tokens else None)
+    evaluator = CommonEvaluator(peft_model, loaded.tokenizer, eval_ds, cfg, reference) if own_eval else None
 
     def on_step(step: int, total: int) -> None:
         if not bare:

@@ -49,8 +49,9 @@ def comparable_fault(fault: str) -> bool:
 
 # Launch settings the match key leaves out: a fault injected on purpose, and which node of a multi-node cell ran.
 OUTSIDE_MATCH = ("inject_fault", "node_rank")
-# Spec fields no key holds: which runs of a configuration evaluate (the measured steps are the same either way).
-OUTSIDE_EVERY_KEY = ("evaluate",)
+# Spec fields no key holds: which runs of a configuration evaluate, and which token ids its own eval loss reads (the
+# measured steps are the same either way).
+OUTSIDE_EVERY_KEY = ("evaluate", "own_eval_tokens")
 # Launch settings that joined later: left out of a cell's hash at their defaults, so earlier keys stay valid.
 LATER_LAUNCH_DEFAULTS: dict[str, Any] = {"instrument": "full", "memory_limit": None, "stack": None, "replica": "a",
                                          "duet": False}

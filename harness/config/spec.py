@@ -118,3 +118,6 @@ class CellSpec(BaseModel):
     # first: only a configuration's first run (repeat 0) evaluates; every: each run does. Which runs evaluate
     # changes nothing the measured steps do, so it is no part of any key (harness.config.identity).
     evaluate: Evaluate = "first"
+    # The sweep's reference eval token ids, one file for every stack (`harness.cell.reference_tokens`): where the
+    # own eval loss reads its ids. Set by the launcher; no part of any key (it changes no measured step).
+    own_eval_tokens: str | None = None

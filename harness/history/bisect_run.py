@@ -21,8 +21,10 @@ from harness.history import release_dates, releases
 from harness.history.bisect import BisectResult, bisect
 from harness.launch import stacks
 from harness.launch.console import console
+from harness.launch.convert import prepare_models
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
+from harness.launch.reference import ReferenceTokens
 from harness.launch.runner import Runner
 from harness.launch.sweep import axis_values
 from harness.measure.fingerprint import environment_key, fingerprint
@@ -104,6 +106,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
     dated = DatedPins(libs[0], with_) if with_ else None
     console.print(f"[bold]bisect[/] {libs[0]}: {len(versions)} releases from {versions[0]} to {versions[-1]}: "
                   f"{', '.join(versions)}")
+    prepare_models([spec], stacks=True)  # before any stack's transformers converts the model its own way
     store = ResultStore(out)
     timings: dict[str, Any] = {"builds": {}, "stacks": {}, "work": {}, "put_back": {}, "started": time.time()}
     fp = fingerprint()
@@ -163,7 +166,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
     with termination_as_interrupt(), ResultSetLock(out), MachineLock(wait=True):
         store.open({"name": out.name, "bisect": {"libs": libs, "good": good, "bad": bad}}, fp, environment_key(fp),
                    [], resume=True)
-        runner = Runner(store, environment_key(fp))
+        runner = Runner(store, environment_key(fp), ReferenceTokens(out))
         try:
             result = bisect(versions, measure, threshold=threshold, alpha=alpha, runs=runs, max_runs=max_runs)
             if dated and put_back and result.culprit and result.last_good:

@@ -10,6 +10,7 @@ running cell's whole tree is killed, nothing is half-written, finished cells sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import time
@@ -28,10 +29,12 @@ from harness.launch import duet as duets
 from harness.launch import emulation, envs, stacks
 from harness.launch.calibrator import Calibrator
 from harness.launch.console import calibration_line, console, describe, one_line, summary_table
+from harness.launch.convert import prepare_models
 from harness.launch.lifeline import termination_as_interrupt
 from harness.launch.locks import MachineLock, ResultSetLock
 from harness.launch.order import in_rounds, sweep_seed
 from harness.launch.peaks import cell_peak, peaks_for
+from harness.launch.reference import ReferenceTokens, environments
 from harness.launch.supervisor import supervise, unavailable
 from harness.measure.fingerprint import environment_key, fingerprint
 from harness.measure.kind import bf16_note
@@ -67,6 +70,8 @@ class Sweep:
         self.seed = seed  # of each round's order (`harness.launch.order`)
         self.resume, self.retry_failed = resume, retry_failed
         self.calibrator: Calibrator | None = None  # the calibration beside each cell (None: the matrix has it off)
+        # one set of eval token ids for every stack, where the cells span several (None: one environment)
+        self.reference = ReferenceTokens(store.root) if environments(matrix.cells) > 1 else None
         self.axes = list(matrix.axes)
         self.started = time.monotonic()
         self.total = 0  # cells in the progress bar
@@ -82,6 +87,8 @@ class Sweep:
             progress.update(steps_task, description=f"  {label}", completed=0,
                             total=spec.timing_warmup_steps + spec.measured_steps)
             refuse = emulation.refusal(spec, self.bf16_kernels, self.emulated_bf16)
+            if refuse is None and self.reference is not None:
+                spec = self.reference.attach(spec)
             record = unavailable(spec, key, refuse) if refuse is not None else supervise(
                 spec, key, self.store, disturbance_cores=self.matrix.disturbance_cores, calibrator=self.calibrator,
                 on_step=lambda step, total: progress.update(steps_task, completed=step, total=total))
@@ -115,6 +122,9 @@ class Sweep:
                                   f"here ({len(sides[0].cpus)}); threads {spec.config.threads} would oversubscribe "
                                   "its half: leave threads out or set it at most that")
         for d in todo:
+            if self.reference is not None:
+                d = dataclasses.replace(d, reference=self.reference.attach(d.reference),
+                                        candidate=self.reference.attach(d.candidate))
             ref_label, cand_label = self._label(d.reference), self._label(d.candidate)
             progress.update(steps_task, description=f"  duet {d.number + 1}: {ref_label} | {cand_label}",
                             completed=0, total=d.reference.timing_warmup_steps + d.reference.measured_steps)
@@ -244,6 +254,7 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
     prepare_stacks(matrix, create_envs, allow_torch_stacks)
+    prepare_models(matrix.cells)
     store = ResultStore(out or Path("results") / matrix.name)
     check_free_space(store.root)
     fp = fingerprint()

@@ -101,6 +101,10 @@ class CommonEval(Open):
     rows: int = Field(description="Eval rows.")
     tokens_digest: str | None = Field(default=None, description="A digest of the eval rows' token ids: two runs "
                                                                 "evaluated the same tokens only when it is equal.")
+    reference_tokens: bool = Field(default=False, description="The eval rows' ids came from the sweep's one "
+                                                              "reference file (made by the launcher's tokenizer, "
+                                                              "the same for every stack), not from this stack's "
+                                                              "tokenizer.")
     seconds: float = Field(description="Its wall time, both passes (the base before training, the tuned model "
                                        "after): outside the measured steps.")
 
