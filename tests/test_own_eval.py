@@ -106,4 +106,5 @@ def test_the_own_loss_verdict_takes_one_value_per_seed_over_the_seeds_of_one_con
     assert new["against the baseline"].startswith("lower loss (trains better)") and "one value per seed" in new[
         "against the baseline"]
     ratio = float(new["against the baseline"].split(": x")[1].split()[0])
+    assert own_eval_table(df, None)["against the baseline"].str.startswith("no baseline").all()
     assert ratio == pytest.approx((1.60 * 1.62 * 1.61) ** (1 / 3) / (1.80 * 1.81 * 1.79) ** (1 / 3), abs=1e-4)

@@ -63,7 +63,9 @@ def own_eval_table(df: pd.DataFrame, base_identity: str | None) -> pd.DataFrame:
                             else "its own tokenizer's"),
                "against the baseline": ""}
         tokens = set(g["own_tokens"].dropna())
-        if group in base_groups:
+        if not base_groups:
+            row["against the baseline"] = "no baseline: name one (--baseline) for a verdict"
+        elif group in base_groups:
             row["against the baseline"] = "(the baseline)"
         elif tokens and base_tokens and tokens != base_tokens:
             row["against the baseline"] = ("not comparable: the eval rows tokenized differently (another tokenizer "
