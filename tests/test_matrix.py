@@ -108,13 +108,16 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
 
     cell = parse_matrix(doc()).cells[0]
     # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet` and `lm_head` joined
-    # (each left out at its default), and `evaluate` (in no key)
+    # (each left out at its default), and `evaluate` and `own_eval_tokens` (in no key)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True, "evaluate": True,
+                                                     "own_eval_tokens": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
                                                                 "stack": True, "replica": True, "duet": True},
                                                      "config": {"lm_head": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert store_key(cell, "e") == old_key
+    given = cell.model_copy(update={"own_eval_tokens": "/results/x/own-eval-tokens/k.json"})  # set by the launcher
+    assert store_key(given, "e") == old_key and match_key(given) == match_key(cell)
     bare = parse_matrix(doc(fixed={"model": "synthetic:tiny", "instrument": "bare"})).cells[0]
     assert store_key(bare, "e") != store_key(cell, "e") and twin_key(bare) == twin_key(cell)
     fused = parse_matrix(doc(fixed={"model": "synthetic:tiny", "lm_head": "fused"})).cells[0]

@@ -142,8 +142,8 @@ CHECK_SHARE = 0.6  # of ln(vocabulary): a model that predicts text sits far belo
 
 def converted_check(model: Any, tokenizer: Any, source: Path) -> dict[str, Any]:
     """The converted model's mean loss on one short English text against ln(vocabulary), the loss of a uniform
-    guess: a GGUF reader that mis-reads the weights (transformers 5.4 has no `GgufConfig` and leaves them random:
-    11.1 here, against 1.4 from 5.23) is refused before any cell trains on it."""
+    guess: a GGUF reader that mis-reads the weights (transformers 5.4 has no `GgufConfig` and leaves them as noise:
+    11.1 on an English sentence, against 1.4 from 5.23) is refused before any cell trains on it."""
     import math
 
     import transformers

@@ -106,7 +106,6 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
     dated = DatedPins(libs[0], with_) if with_ else None
     console.print(f"[bold]bisect[/] {libs[0]}: {len(versions)} releases from {versions[0]} to {versions[-1]}: "
                   f"{', '.join(versions)}")
-    prepare_models([spec], stacks=True)  # before any stack's transformers converts the model its own way
     store = ResultStore(out)
     timings: dict[str, Any] = {"builds": {}, "stacks": {}, "work": {}, "put_back": {}, "started": time.time()}
     fp = fingerprint()
@@ -164,6 +163,7 @@ def run_bisect(libs: list[str], good: str, bad: str, matrix_path: str, selector:
         return values
 
     with termination_as_interrupt(), ResultSetLock(out), MachineLock(wait=True):
+        prepare_models([spec], stacks=True)  # before any stack's transformers converts the model its own way
         store.open({"name": out.name, "bisect": {"libs": libs, "good": good, "bad": bad}}, fp, environment_key(fp),
                    [], resume=True)
         runner = Runner(store, environment_key(fp), ReferenceTokens(out))

@@ -1,7 +1,7 @@
 """The GGUF-based models a sweep's cells load, converted into the cache by xeonft's own environment before any cell
 runs. The converted folder is shared by every stack of one transformers major version, so whichever cell converted
 it first decided it for all: in a bisect that was the oldest stack, and transformers 5.4.0 (no `GgufConfig`) read
-the default model's weights as noise (loss 11.1 on a short English text, against 1.4 converted by 5.23), under
+the default model's weights as noise (loss 11.1 on an English sentence, against 1.4 converted by 5.23), under
 every 5.x stack of the sweep. Converting here first makes the folder the launcher's environment's; a conversion
 that fails its check (`harness.cell.models.converted_check`) stops the sweep before anything is measured."""
 

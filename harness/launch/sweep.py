@@ -254,7 +254,6 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
     for name in sorted({c.launch.env for c in matrix.cells}):
         envs.interpreter(name)  # every environment exists, before anything runs
     prepare_stacks(matrix, create_envs, allow_torch_stacks)
-    prepare_models(matrix.cells)
     store = ResultStore(out or Path("results") / matrix.name)
     check_free_space(store.root)
     fp = fingerprint()
@@ -271,6 +270,7 @@ def run_sweep(matrix: Matrix, out: str | Path | None = None, resume: bool = Fals
         asked = time.monotonic()
         with MachineLock(wait=wait, on_wait=waiting):
             clock = SweepClock(lock_wait=time.monotonic() - asked)
+            prepare_models(matrix.cells)  # torch work: not while another sweep times
             return _run(matrix, store, fp, env_key, keys, resume, retry_failed, clock)
 
 
