@@ -281,26 +281,17 @@ def needs_conversion(name: str, tokenizer: str | None) -> bool:
     return name == "default" or name.endswith(".gguf") or (name.startswith(SYNTHETIC_PREFIX) and tokenizer is None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.cell.models NAME`: convert a GGUF-based model into the cache in this environment (the
-    launcher runs it in its own before any cell of another stack would convert it with that stack's transformers).
-    Exit 0, or 2 with one line on stderr saying why not."""
-    import sys
+def prepare(name: str) -> None:
+    """Convert a GGUF-based model into the cache in this environment, if it is not there already."""
+    _default_dir() if name.startswith(SYNTHETIC_PREFIX) else _source_dir(name)
 
-    args = list(argv if argv is not None else sys.argv[1:])
-    if len(args) != 1:
-        print("usage: python -m harness.cell.models NAME", file=sys.stderr)
-        return 2
-    name = args[0]
-    try:
-        if name.startswith(SYNTHETIC_PREFIX):
-            _default_dir()
-        else:
-            _source_dir(name)
-    except XeonftError as err:
-        print(f"xeonft: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.cell.models NAME`: `prepare` (the launcher runs it in its own environment before any cell
+    of another stack would convert the model with that stack's transformers)."""
+    from harness.cell.protocol import module_main
+
+    return module_main(argv, "python -m harness.cell.models NAME", 1, lambda args: prepare(args[0]))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ worker's stdout and the verdict line on its stderr. No torch here: the launcher 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 PROGRESS_PREFIX = "@@xeonft"
 PLACEMENTS_VAR = "XEONFT_RANK_PLACEMENTS"  # JSON list, one {cpus, mem_node} per local rank, set by the launcher
@@ -50,3 +51,24 @@ def parse_progress(line: str) -> tuple[int, int] | None:
         except ValueError:
             return None
     return None
+
+
+def module_main(argv: list[str] | None, usage: str, nargs: int, body: Callable[[list[str]], None]) -> int:
+    """A helper module's `main` (`python -m harness.cell.X ARGS`, run by the launcher in its own environment):
+    exit 0 once `body` ran, 2 with one line on stderr (`xeonft: ...`) for a wrong command line or a XeonftError,
+    the line the launcher reads back (`harness.launch.helper.run_module`)."""
+    import sys
+
+    from harness.base.errors import XeonftError
+
+    args = list(argv if argv is not None else sys.argv[1:])
+    if len(args) != nargs:
+        print(f"xeonft: usage: {usage}", file=sys.stderr)
+        return 2
+    try:
+        body(args)
+    except XeonftError as err:
+        print(f"xeonft: {err}", file=sys.stderr)
+        return 2
+    return 0
+

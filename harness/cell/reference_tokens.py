@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +94,12 @@ def read(path: Path, vocab_size: int | None = None) -> list[list[int]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 with the file written, 2 with one line on stderr saying why not."""
-    args = list(argv if argv is not None else sys.argv[1:])
-    if len(args) != 2:
-        print("usage: python -m harness.cell.reference_tokens SPEC.json OUT.json", file=sys.stderr)
-        return 2
-    try:
-        spec = CellSpec.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
-        write(spec.config, Path(args[1]))
-    except XeonftError as err:
-        print(f"xeonft: {err}", file=sys.stderr)
-        return 2
-    return 0
+    from harness.cell.protocol import module_main
+
+    def body(args: list[str]) -> None:
+        write(CellSpec.model_validate_json(Path(args[0]).read_text(encoding="utf-8")).config, Path(args[1]))
+
+    return module_main(argv, "python -m harness.cell.reference_tokens SPEC.json OUT.json", 2, body)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ that fails its check (`harness.cell.models.converted_check`) stops the sweep bef
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from harness.base.errors import Failure
 from harness.cell.models import needs_conversion
 from harness.config.spec import CellSpec
 from harness.launch.console import console
+from harness.launch.helper import run_module
 
 TIMEOUT_S = 900
 
@@ -30,13 +28,7 @@ def prepare_models(specs: list[CellSpec], stacks: bool = False) -> None:
     if not (stacks or outside(specs)):
         return
     for name in sorted({s.config.model for s in specs if needs_conversion(s.config.model, s.config.tokenizer)}):
-        try:
-            done = subprocess.run([sys.executable, "-m", "harness.cell.models", name], capture_output=True,
-                                  text=True, timeout=TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise Failure(f"model '{name}': converting it in xeonft's own environment took more than {TIMEOUT_S} s") \
-                from None
-        if done.returncode:
-            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1].removeprefix("xeonft: ")
+        why = run_module("harness.cell.models", [name], TIMEOUT_S)
+        if why is not None:
             raise Failure(f"model '{name}': {why[:600]}")
         console.print(f"model {name}: converted by xeonft's own environment (checked), shared by every stack")

@@ -5,14 +5,13 @@ tokenizer already makes the same ids, and the extra process (a few seconds) woul
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from harness.cell.reference_tokens import token_key
 from harness.config.spec import CellSpec
 from harness.launch.console import console
+from harness.launch.helper import run_module
 
 FOLDER = "own-eval-tokens"  # inside the result set: the ids its cells evaluated stay with them
 TIMEOUT_S = 600
@@ -53,13 +52,8 @@ class ReferenceTokens:
         with tempfile.TemporaryDirectory(prefix="xeonft-tokens-") as tmp:
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(spec.model_dump_json(), encoding="utf-8")
-            try:
-                done = subprocess.run([sys.executable, "-m", "harness.cell.reference_tokens", str(spec_path),
-                                       str(path)], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-                why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1] if done.returncode else ""
-            except subprocess.TimeoutExpired:
-                why = f"it took more than {TIMEOUT_S} s"
-        if why:
+            why = run_module("harness.cell.reference_tokens", [str(spec_path), str(path)], TIMEOUT_S)
+        if why is not None:
             self.failed[key] = why
             console.print(f"[yellow]own eval loss:[/] the reference ids could not be made ({why[:300]}); each stack "
                           "evaluates its own tokenizer's ids, which may differ")
