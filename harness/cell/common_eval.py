@@ -40,6 +40,12 @@ def eval_rows(tokenizer: Any, rows: Any, cfg: FinetuneConfig) -> list[list[int]]
     return [x for x in ids if len(x) > 1]
 
 
+def digest(rows: list[list[int]]) -> str:
+    """The eval rows' token ids' digest (`CommonEval.tokens_digest`): two runs evaluated the same tokens only when
+    it is equal."""
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
 def mean_loss(model: Any, rows: list[list[int]], cfg: FinetuneConfig) -> tuple[float, int]:
     """Mean cross-entropy per token over `rows` (each alone) and the tokens it is over; the model left as it was."""
     was_training = model.training
@@ -65,7 +71,7 @@ class CommonEvaluator:
         self.rows = reference if reference is not None else eval_rows(tokenizer, rows, cfg)
         self.base_loss, self.tokens = mean_loss(model, self.rows, cfg)
         # two stacks whose tokenizers split the rows differently did not evaluate the same tokens: say so
-        self.digest = hashlib.sha256(json.dumps(self.rows).encode()).hexdigest()[:16]
+        self.digest = digest(self.rows)
         self.seconds = time.perf_counter() - t0
 
     def after(self, model: Any) -> CommonEval:

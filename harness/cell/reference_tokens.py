@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.errors import XeonftError
+from harness.cell.common_eval import digest, eval_rows
 from harness.config.finetune import FinetuneConfig
 from harness.config.spec import CellSpec
 
@@ -31,14 +32,8 @@ def token_key(cfg: FinetuneConfig) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def digest(rows: list[list[int]]) -> str:
-    """The token ids' digest, as the own eval loss records it (`CommonEval.tokens_digest`)."""
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
-
-
 def make(cfg: FinetuneConfig) -> dict[str, Any]:
     """The eval rows' token ids as this environment's tokenizer makes them, with what made them."""
-    from harness.cell.common_eval import eval_rows
     from harness.cell.data import load_splits
     from harness.cell.models import resolve_tokenizer
     from harness.measure.fingerprint import versions
