@@ -18,8 +18,8 @@ RECIPE = {
     "gradient_accumulation_steps": 1, "learning_rate": 0.0002, "warmup_steps": 20, "num_train_epochs": 1.0,
     "max_steps": None, "optim": "adamw_torch", "logging_steps": 1, "eval_steps": 5, "save_steps": 100,
     "save_total_limit": 3, "save_checkpoints": True, "packing": True, "seq_len": 1024, "gradient_checkpointing": True,
-    "attn_implementation": "sdpa", "lm_head": "trl", "seed": 42, "precision": "bf16-autocast", "backend": "eager",
-    "threads": None, "prompts": ("List a fun fact about the sun!",), "max_new_tokens": 512,
+    "attn_implementation": "sdpa", "lm_head": "trl", "seed": 42, "quant": "none", "precision": "bf16-autocast",
+    "backend": "eager", "threads": None, "prompts": ("List a fun fact about the sun!",), "max_new_tokens": 512,
 }
 
 

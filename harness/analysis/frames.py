@@ -22,7 +22,7 @@ from harness.results.records import CellRecord
 from harness.results.store import ResultStore
 
 SPEC_COLUMNS = ("model", "precision", "backend", "batch_size", "gradient_accumulation_steps", "seq_len", "threads",
-                "gradient_checkpointing", "attn_implementation", "lm_head", "optim", "packing", "lora_r")
+                "gradient_checkpointing", "attn_implementation", "lm_head", "quant", "optim", "packing", "lora_r")
 LAUNCH_COLUMNS = ("pinning", "allocator", "env", "isa", "inject_fault", "ranks", "nnodes", "instrument", "replica")
 # Fields that never tell two configurations apart for a reader (set by the sweep, or the same for every cell).
 NOT_LABELS = {"max_steps", "save_checkpoints", "logging_steps", "eval_steps", "prompts", "repeat", "timeout_s",
@@ -75,6 +75,12 @@ def _cores(record: CellRecord) -> int | None:
     return int(threads) if threads and threads.isdigit() else None
 
 
+def base_weights(model: dict[str, Any] | None) -> str | None:
+    """How a cell held its frozen base's linears, where quantized: library, version and format."""
+    quant = (model or {}).get("quant")
+    return f"{quant['library']} {quant['version']} {quant['format']}" if quant else None
+
+
 def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
     cfg, launch = r.config, r.launch_settings
     res = r.result
@@ -119,6 +125,7 @@ def _row(r: CellRecord, peak: dict[str, Any] | None) -> dict[str, Any]:
         "mfu": eff["mfu"],
         "hfu": eff["hfu"],
         "gemm_kernel": top_gemm(onednn),
+        "base_weights": base_weights(res.model if res else None),
         "amx_share": onednn.get("amx_share"),
         "bf16_on_amx": onednn.get("bf16_gemm_on_amx"),
         **{f"time_{k}": v for k, v in (((res.profile if res else None) or {}).get("share") or {}).items()},

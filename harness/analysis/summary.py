@@ -43,6 +43,7 @@ def configurations(df: pd.DataFrame, target_half_width: float | None = None) -> 
             "precision": first["precision"], "backend": first["backend"],
             # the kernels are logged in a configuration's first run only: it stands for the others
             "gemm_kernel": next((k for k in df[df["identity"] == ident]["gemm_kernel"] if isinstance(k, str)), None),
+            "base_weights": next((k for k in g["base_weights"] if isinstance(k, str)), None),
             "mfu": g["mfu"].median(), "hfu": g["hfu"].median(), "compile_s": g["compile_s"].median(),
             "recompiles": g["recompiles"].max(), "runs": runs, "rounds": dict(measured),
             "duets": _duets(df[df["identity"] == ident]),

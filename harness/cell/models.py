@@ -81,12 +81,13 @@ def dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype": dtype} if _transformers_major() >= 5 else {"torch_dtype": dtype}
 
 
-def _from_pretrained(source: str | Path, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+def _from_pretrained(source: str | Path, dtype: torch.dtype, trust_remote_code: bool,
+                     quantization: dict[str, Any] | None = None) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(str(source), trust_remote_code=trust_remote_code,
-                                                    **dtype_kwarg(dtype))
+                                                    **dtype_kwarg(dtype), **(quantization or {}))
     except MemoryError:
         raise
     except Exception as err:  # a user's folder or checkpoint: transformers, safetensors and hub raise many types
@@ -161,12 +162,16 @@ def converted_check(model: Any, tokenizer: Any, source: Path) -> dict[str, Any]:
             "tokens": int(ids.shape[1])}
 
 
-def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 0) -> Any:
+def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 0, quant: str = "none",
+                    compute: torch.dtype = torch.bfloat16) -> Any:
     """A Llama with a real architecture and random weights: the same compute as the real model.
 
-    Built directly in `dtype`: an 8B shape made in fp32 first would need 32 GB before its conversion.
+    Built directly in `dtype` and a decoder layer at a time (`_layered`): an 8B shape made in fp32 first would need
+    32 GB before its conversion. With a `quant`, each layer's linears are quantized as it is built
+    (`harness.cell.quant`); the weights before quantizing are the dense model's of the same seed, so an adapter
+    trained over the quantized base applies to the dense one.
     """
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import LlamaConfig
 
     if shape not in SHAPES:
         raise XeonftError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
@@ -183,7 +188,40 @@ def synthetic_model(shape: str, tokenizer: Any, dtype: torch.dtype, seed: int = 
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, **dtype_kwarg(dtype))
+    finish = None
+    if quant != "none":
+        from harness.cell.quant import quantize_linears
+
+        def finish(layer: torch.nn.Module) -> None:
+            quantize_linears(layer, quant, compute)
+
+    return _layered(config, dtype, finish)
+
+
+def _layered(config: Any, dtype: torch.dtype, finish: Any = None) -> Any:
+    """A Llama of `config` with transformers' own random initialisation, built without its decoder layers and then
+    given them one at a time, each made in `dtype` and passed to `finish` (quantization) before the next."""
+    from transformers import AutoModelForCausalLM
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    layers = config.num_hidden_layers
+    config.num_hidden_layers = 0
+    model = AutoModelForCausalLM.from_config(config, **dtype_kwarg(dtype))
+    config.num_hidden_layers = layers
+    stack = model.model.layers
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        for index in range(layers):
+            layer = LlamaDecoderLayer(config, layer_idx=index)
+            for module in layer.modules():
+                model._init_weights(module)
+            if finish is not None:
+                finish(layer)
+            stack.append(layer)
+    finally:
+        torch.set_default_dtype(default)
+    return model
 
 
 def _default_dir() -> Path:
@@ -237,21 +275,28 @@ def resolve_tokenizer(name: str, tokenizer: str | None = None, trust_remote_code
 
 
 def resolve_model(
-    name: str, dtype: torch.dtype, tokenizer: str | None = None, trust_remote_code: bool = False, seed: int = 0
+    name: str, dtype: torch.dtype, tokenizer: str | None = None, trust_remote_code: bool = False, seed: int = 0,
+    quant: str = "none", compute: torch.dtype = torch.bfloat16,
 ) -> LoadedModel:
-    """Load a model and tokenizer by name; any failure is a XeonftError that names what was asked for."""
+    """Load a model and tokenizer by name; any failure is a XeonftError that names what was asked for. With a
+    `quant`, the decoder linears are held by bitsandbytes, computing in `compute` (`harness.cell.quant`)."""
     if name.startswith(SYNTHETIC_PREFIX):
         shape = name[len(SYNTHETIC_PREFIX):]
         if shape not in SHAPES:
             raise XeonftError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
         source: str | Path = f"random weights, shape {shape}"
         tok = _load_tokenizer(tokenizer or _default_dir(), trust_remote_code)
-        model = synthetic_model(shape, tok, dtype, seed=seed)
+        model = synthetic_model(shape, tok, dtype, seed=seed, quant=quant, compute=compute)
         kind = "synthetic"
     else:
         source = _source_dir(name)
         tok = _load_tokenizer(tokenizer or source, trust_remote_code)
-        model = _from_pretrained(source, dtype, trust_remote_code)
+        quantization = None
+        if quant != "none":
+            from harness.cell.quant import load_config
+
+            quantization = {"quantization_config": load_config(quant, compute), "device_map": "cpu"}
+        model = _from_pretrained(source, dtype, trust_remote_code, quantization)
         if name == "default":
             kind = "default"
         elif name.endswith(".gguf"):
@@ -272,6 +317,13 @@ def resolve_model(
         "num_key_value_heads": getattr(model.config, "num_key_value_heads", None),
         "intermediate_size": getattr(model.config, "intermediate_size", None),
     }
+    if quant != "none":
+        from harness.cell.quant import describe, keep_training_layout
+
+        keep_training_layout(model)
+        info["quant"] = describe(model, quant)
+        # the model's own parameter count, not the packed storage's: FLOPs and sizing count weights
+        info["parameters"] += info["quant"]["weights"] - info["quant"].pop("packed_elements")
     return LoadedModel(model=model, tokenizer=tok, info=info)
 
 

@@ -39,6 +39,16 @@ def compute_dtype(cfg: FinetuneConfig) -> torch.dtype:
     return torch_dtype(precision_rule(cfg.precision).gemm)
 
 
+def load_base(cfg: FinetuneConfig, quantized: bool = True) -> Any:
+    """The base model and tokenizer as the config loads them (`harness.cell.models.LoadedModel`): the precision's
+    weight dtype, and with `quantized` the config's `quant` (computing in the precision's GEMM dtype); without it,
+    the dense base the saved adapter applies to."""
+    from harness.cell.models import resolve_model
+
+    return resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed,
+                         quant=cfg.quant if quantized else "none", compute=compute_dtype(cfg))
+
+
 def load_ipex() -> Any:
     """Intel Extension for PyTorch, or Unavailable naming why (it is built for one torch release only)."""
     from harness.base.errors import Unavailable
@@ -308,6 +318,10 @@ def build_trainer(
     data.keep(trainer.train_dataset, trainer.eval_dataset)
     trainer.prep_seconds += prep + time.perf_counter() - t0
     trainer.data_cache = data.use
+    if cfg.quant != "none":  # trl casts a quantized model's adapters to bf16; xeonft keeps the precision's
+        from harness.cell.quant import restore_adapters
+
+        restore_adapters(trainer.model, torch_dtype(precision_rule(cfg.precision).adapters))
     trainer.batch_observer = next((c for c in callbacks or [] if hasattr(c, "on_batch")), None)
     if cfg.backend == "ipex":
         load_ipex()  # fail early, before the first step

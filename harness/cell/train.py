@@ -48,9 +48,8 @@ def train_cell(spec: CellSpec) -> CellResult:
 
     from harness.cell.common_eval import CommonEvaluator
     from harness.cell.data import load_splits
-    from harness.cell.models import resolve_model
     from harness.cell.probes import compile_report, onednn_probe, profiler
-    from harness.cell.recipe import build_trainer, lora_config, model_dtype
+    from harness.cell.recipe import build_trainer, load_base, lora_config
     from harness.cell.reference_tokens import read as read_reference
     from harness.cell.tracker import SlowSteps, StepTracker
     from harness.config.finetune import COMPILED
@@ -73,7 +72,7 @@ def train_cell(spec: CellSpec) -> CellResult:
     t0 = time.perf_counter()
     train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
     clock.data_load = time.perf_counter() - t0
-    loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
+    loaded = load_base(cfg)
     peft_model = get_peft_model(loaded.model, lora_config(cfg))
     clock.model_load = time.perf_counter() - t0 - clock.data_load
     fault = spec.launch.inject_fault

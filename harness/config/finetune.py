@@ -28,9 +28,10 @@ Precision = Literal["fp32", "bf16-autocast", "bf16", "bf16-mixed"]
 Backend = Literal["eager", "compile", "compile-layers", "ipex"]
 COMPILED = ("compile", "compile-layers")
 # Fields that joined later: left out of digests and cell keys at their defaults, so earlier keys stay valid.
-LATER_CONFIG_DEFAULTS: dict[str, Any] = {"lm_head": "trl"}
+LATER_CONFIG_DEFAULTS: dict[str, Any] = {"lm_head": "trl", "quant": "none"}
 PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 BACKENDS: tuple[str, ...] = Backend.__args__  # type: ignore[attr-defined]
+Quant = Literal["none", "int8", "nf4", "fp4"]
 
 
 class FinetuneConfig(BaseModel):
@@ -97,6 +98,10 @@ class FinetuneConfig(BaseModel):
     lm_head: Literal["trl", "fused"] = Field(
         default="trl", description="trl (SFTTrainer's own LM head) or fused (one GEMM per token chunk, compiled)")
     seed: int = 42
+    # the frozen base's decoder linears: none (as the precision says), int8 (LLM.int8 weights), nf4 or fp4 (4-bit
+    # blocks): bitsandbytes, dequantized for every GEMM (harness/config/quant.py); embeddings and the LM head stay
+    quant: Quant = Field(default="none", description="none, int8, nf4 or fp4: the frozen base's decoder linears "
+                         "quantized at load (bitsandbytes); embeddings and the LM head as the precision says")
 
     precision: Precision = Field(default="bf16-autocast", description="fp32; bf16-autocast (fp32 weights, bf16 "
                                  "compute); bf16 (base in bf16, adapters fp32); bf16-mixed (bf16 base, fp32 adapter "
@@ -122,6 +127,22 @@ class FinetuneConfig(BaseModel):
                 and self.attn_implementation == "varlen":
             raise ValueError("gradient_checkpointing selective under backend compile-layers needs a layer that "
                              "compiles whole: attn_implementation docbatch (or sdpa), not varlen")
+        return self
+
+    @model_validator(mode="after")
+    def _quant_combines(self) -> FinetuneConfig:
+        # what a quantized base does not combine with, said once (measured or read: docs/research/qlora-cpu.md)
+        if self.quant == "none":
+            return self
+        if self.backend == "ipex":
+            raise ValueError(f"quant {self.quant} does not combine with backend ipex: ipex.optimize repacks dense "
+                             "weights, and the seed-2025 environment has no bitsandbytes")
+        if self.backend in COMPILED:
+            raise ValueError(f"quant {self.quant} does not combine with backend {self.backend}: bitsandbytes' "
+                             "operators break the compiled graph at every linear layer")
+        if self.lora_init == "pissa":
+            raise ValueError(f"quant {self.quant} does not combine with lora_init pissa: PiSSA takes an SVD of the "
+                             "dense weight; use olora (re-quantized by peft), gaussian or default")
         return self
 
     def replace(self, **changes: Any) -> FinetuneConfig:

@@ -17,8 +17,7 @@ from rich.console import Console
 
 from harness.base.errors import XeonftError
 from harness.cell.data import load_splits
-from harness.cell.models import resolve_model
-from harness.cell.recipe import MUTATING_INITS, build_trainer, lora_config, model_dtype
+from harness.cell.recipe import MUTATING_INITS, build_trainer, load_base, lora_config
 from harness.cell.tracker import StepTracker
 from harness.config.finetune import FinetuneConfig
 from harness.finetune.generate import generate, side_by_side_markdown
@@ -71,10 +70,11 @@ def save_initial_adapter(peft_model: Any, cfg: FinetuneConfig, run_dir: Path) ->
 
 
 def load_tuned(cfg: FinetuneConfig, adapter_dir: Path) -> Any:
-    """The recipe's evaluation path: a fresh base model, the saved adapter loaded onto it, merged."""
+    """The recipe's evaluation path: a fresh base model, the saved adapter loaded onto it, merged. The base is
+    the dense one even when training held it quantized: the adapter is for the original model."""
     from peft import PeftModel
 
-    base = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
+    base = load_base(cfg, quantized=False)
     return PeftModel.from_pretrained(base.model, str(adapter_dir)).merge_and_unload(), base.tokenizer
 
 
@@ -95,7 +95,7 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
     t = time.perf_counter()
     train_ds, eval_ds = load_splits(cfg.dataset, cfg.train_size, cfg.eval_size, cfg.split_seed)
     console.print(f"data: {len(train_ds)} train / {len(eval_ds) if eval_ds is not None else 0} eval rows")
-    loaded = resolve_model(cfg.model, model_dtype(cfg), cfg.tokenizer, cfg.trust_remote_code, seed=cfg.seed)
+    loaded = load_base(cfg)
     model, tokenizer = loaded.model, loaded.tokenizer
     wall["load"] = time.perf_counter() - t
     console.print(f"model: {loaded.info['architecture']} {loaded.info['parameters'] / 1e6:.1f}M params, "

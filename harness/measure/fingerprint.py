@@ -20,7 +20,7 @@ from harness.measure.host import cores, numa_nodes
 from harness.measure.peak import bf16_kernels
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy",
-             "intel-extension-for-pytorch", "oneccl-bind-pt")
+             "intel-extension-for-pytorch", "oneccl-bind-pt", "bitsandbytes")
 ENV_PREFIXES = ("OMP_", "KMP_", "MKL_", "ONEDNN_", "DNNL_", "GOMP_", "LD_PRELOAD", "MALLOC_CONF", "TCMALLOC",
                 "PYTORCH_", "TORCH", "TORCHINDUCTOR_", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
                 "XEONFT_", "OPENBLAS_", "CUDA_VISIBLE_DEVICES")

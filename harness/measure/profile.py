@@ -1,7 +1,7 @@
 """Where one training step's time goes: torch.profiler's per-operator self time, grouped into categories.
 
 Self time (time in an operator minus its children) adds up without counting anything twice. LoRA's GEMMs are
-GEMMs at the operator level: they are counted under `gemm`.
+GEMMs at the operator level: they are counted under `gemm`; a quantized base's dequantization is `dequantize`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ import re
 from typing import Any
 
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
+    # a quantized base's own operators (bitsandbytes' dequantization, and its wrapper ops' self time): the GEMM it
+    # feeds is an aten GEMM below it, counted under `gemm`
+    ("dequantize", re.compile(r"bitsandbytes::|dequantiz|MatMul4Bit|MatMul8bit", re.I)),
     ("optimizer", re.compile(r"optimizer|adam|_foreach_|zero_grad", re.I)),
     ("attention", re.compile(r"attention|sdpa|flash", re.I)),
     ("gemm", re.compile(r"aten::(mm|addmm|bmm|baddbmm|matmul|linear|_mkldnn|mkldnn)|mkldnn|onednn|gemm", re.I)),

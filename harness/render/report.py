@@ -30,7 +30,7 @@ TOP_COLUMNS = {"variant": "variant", "batch_size": "batch_size", "tokens_per_s":
                "speedup_interval": "x 95% interval", "speedup_verdict": "verdict vs baseline",
                "speedup_test": "test", "sequences_per_s": "seq/s", "mfu": "MFU", "hfu": "HFU",
                "peak_rss_gib": "peak RSS GiB", "eval_loss": "eval loss", "eval_vs_base": "eval loss vs baseline",
-               "gemm_kernel": "oneDNN GEMM kernel", "compile_s": "compile s", "recompiles": "recompiles",
+               "gemm_kernel": "oneDNN GEMM kernel", "base_weights": "quantized base", "compile_s": "compile s", "recompiles": "recompiles",
                "reached_target": "target reached"}
 
 
@@ -105,6 +105,8 @@ def top_table(configs: pd.DataFrame, base_identity: str | None) -> pd.DataFrame:
         cols.remove("reached_target")
     if t["hfu"].isna().all():
         cols.remove("hfu")
+    if "base_weights" in cols and t["base_weights"].isna().all():
+        cols.remove("base_weights")
     for col in ("cv", "mfu", "hfu"):  # shares read as percentages
         t[col] = [pct(v) for v in t[col]]
     t["eval_vs_base"] = [pct(v, signed=True) for v in t["eval_vs_base"]]

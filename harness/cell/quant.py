@@ -1,0 +1,143 @@
+"""A quantized frozen base (`quant: int8 | nf4 | fp4`): the decoder's linear layers held by bitsandbytes.
+
+bitsandbytes trains on the CPU by dequantizing each frozen weight to the compute dtype for every GEMM, forward and
+backward (`MatMul4Bit`, `MatMul8bitFp`): what it saves is memory, what it costs is the dequantization. A checkpoint
+is quantized as transformers loads it (`load_config`, layer by layer); a synthetic shape is built a decoder layer
+at a time and quantized as it goes (`quantize_linears`, from `harness.cell.models.synthetic_model`), so neither
+holds the whole dense base at once.
+
+One trap is closed here for every quantized model (`keep_training_layout`): on a CPU with AVX-512 BF16, a 4-bit
+layer's first forward in eval mode without gradients repacks its weight into an inference layout, after which the
+layer runs `gemv_4bit`, which has no backward: training resumed after an evaluation would pass no gradient through
+that layer, silently (reproduced: docs/research/qlora-cpu.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from harness.base.errors import Unavailable
+from harness.config.quant import RULES, quant_rule
+
+
+def bitsandbytes() -> Any:
+    """The library, imported quietly (offline it logs that it cannot fetch its Hub inference kernel, which training
+    does not use), or Unavailable naming what is missing."""
+    import logging
+
+    quiet = logging.getLogger("bitsandbytes")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes as bnb
+    except ImportError as err:
+        raise Unavailable(f"quant needs bitsandbytes, which this environment cannot import ({err}); xeonft's own "
+                          "environment pins it (envs/current.txt)") from None
+    finally:
+        quiet.setLevel(level)
+    # LLM.int8's inference path (eval mode) casts bf16 inputs to fp16 and says so for every layer and call
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    return bnb
+
+
+def load_config(quant: str, compute: torch.dtype) -> Any:
+    """transformers' quantization config for `from_pretrained`: the decoder linears only (transformers leaves the
+    LM head and the embeddings as they are), 4-bit with double quantization and the compute dtype set (its default
+    is fp32: slow and silent)."""
+    from transformers import BitsAndBytesConfig
+
+    bitsandbytes()
+    if quant == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant, bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+def quantize_linear(linear: torch.nn.Linear, quant: str, compute: torch.dtype) -> torch.nn.Module:
+    """The bitsandbytes layer holding `linear`'s weight in `quant` (quantized as it moves to the CPU)."""
+    bnb = bitsandbytes()
+    bias = linear.bias is not None
+    weight = linear.weight.data
+    layer: torch.nn.Module
+    if quant == "int8":
+        layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias, has_fp16_weights=False)
+        layer.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+    else:
+        layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=bias, compute_dtype=compute,
+                                  quant_type=quant, compress_statistics=True)
+        layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type=quant, compress_statistics=True,
+                                         module=layer)
+    if bias:
+        layer.bias = torch.nn.Parameter(linear.bias.data, requires_grad=False)
+    return layer.to("cpu")
+
+
+def quantize_linears(module: torch.nn.Module, quant: str, compute: torch.dtype) -> int:
+    """Every plain `nn.Linear` below `module` replaced by its quantized layer, in place; how many were."""
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, name, quantize_linear(child, quant, compute))
+                count += 1
+    return count
+
+
+def keep_training_layout(model: torch.nn.Module) -> int:
+    """Keep every 4-bit layer in its training layout: an evaluation must not repack a weight into the layout that
+    has no backward (see the module's docstring). Returns how many layers it set."""
+    bnb = bitsandbytes()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def quantized_layers(model: torch.nn.Module) -> list[Any]:
+    """The model's bitsandbytes linear layers."""
+    bnb = bitsandbytes()
+    return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit | bnb.nn.Linear8bitLt)]
+
+
+def stored_bytes(layer: Any) -> int:
+    """Bytes a quantized layer holds: its packed weight and its scales (absmaxes, nested statistics, row scales)."""
+    total = layer.weight.data.numel() * layer.weight.data.element_size()
+    state = getattr(layer.weight, "quant_state", None)
+    if state is not None:  # 4-bit: the absmaxes, and with double quantization their own state
+        for tensor in (state.absmax, getattr(getattr(state, "state2", None), "absmax", None)):
+            if tensor is not None:
+                total += tensor.numel() * tensor.element_size()
+    scales = getattr(layer.weight, "SCB", None)
+    if scales is not None:
+        total += scales.numel() * scales.element_size()
+    return total
+
+
+def describe(model: torch.nn.Module, quant: str) -> dict[str, Any]:
+    """What the fingerprint records of a quantized base: library, version, format, layers, and bytes held."""
+    from importlib.metadata import version
+
+    rule = quant_rule(quant) or RULES["nf4"]
+    layers = quantized_layers(model)
+    weights = sum(layer.in_features * layer.out_features for layer in layers)
+    held = sum(stored_bytes(layer) for layer in layers)
+    packed = sum(layer.weight.numel() for layer in layers)
+    return {"quant": quant, "library": rule.library, "version": version(rule.library), "format": rule.format,
+            "layers": len(layers), "weights": weights, "stored_bytes": held,
+            "bytes_per_weight": held / weights if weights else None, "packed_elements": packed}
+
+
+def restore_adapters(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """The trainable (LoRA) weights back in `dtype`: trl casts them to bf16 when it sees a quantized model, where
+    xeonft keeps them (and AdamW's moments) as the precision says. Returns how many it cast."""
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+            count += 1
+    return count
