@@ -204,3 +204,41 @@ def test_lm_head_and_loss(benchmark, implementation, shape):
     benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
     _per_second(benchmark, "tokens_per_s", 2048)
+
+
+def _frozen_linear(quant: str, out_features: int, in_features: int) -> Any:
+    """A frozen linear of the given shape with bf16 compute: dense bf16, or its weight held by bitsandbytes
+    (harness.cell.quant, as a quantized cell holds it) or by torchao's NF4Tensor (a measured alternative, when
+    torchao is installed; xeonft does not depend on it)."""
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(in_features, out_features, bias=False, dtype=torch.bfloat16).requires_grad_(False)
+    if quant == "bf16":
+        return dense
+    if quant == "torchao-nf4":
+        to_nf4 = pytest.importorskip("torchao.quantization").to_nf4
+        weight = to_nf4(dense.weight.data)
+        return lambda x: torch.nn.functional.linear(x, weight)
+    from harness.cell.quant import keep_training_layout, quantize_linear
+
+    layer = quantize_linear(dense, quant, torch.bfloat16)
+    keep_training_layout(layer)
+    return layer
+
+
+@pytest.mark.parametrize("quant", ["bf16", "nf4", "int8", "torchao-nf4"])
+@pytest.mark.parametrize("shape", [(2048, 2048), (8192, 2048), (14336, 4096)], ids=["1b-qo", "1b-up", "8b-up"])
+def test_frozen_linear_forward_backward(benchmark, quant, shape):
+    """A frozen base linear's forward and its input-gradient backward (the only backward a frozen base has), 2,048
+    bf16 tokens: what a quantized base's dequantization costs against the dense GEMMs (1B shape's q/o and up
+    projections, 8B's up projection). extra_info has the TFLOP/s of the two GEMMs and the transient memory."""
+    layer = _frozen_linear(quant, *shape)
+    x = torch.randn(2048, shape[1], dtype=torch.bfloat16, requires_grad=True)
+
+    def step() -> None:
+        x.grad = None
+        layer(x).float().sum().backward()
+
+    step()
+    benchmark.extra_info["transient_bytes"] = _peak_rss_above(step)
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    _per_second(benchmark, "tflops", 2 * 2 * 2048 * shape[0] * shape[1] / 1e12, stat="median")

@@ -478,3 +478,25 @@ def test_bad_size_requests_are_one_message(flags, message, tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()  # nothing was created for a request that could not run
+
+
+def test_a_quantized_base_is_sized_at_its_formats_bytes_for_the_decoder_linears_only():
+    from harness.measure.shapes import SHAPES
+    from harness.sizing.fit import breakdown
+
+    model = {**SHAPES["llama-3.1-8b"], "parameters": 8_030_261_248}  # Llama-3.1-8B's own count
+    h, inter, kv = 4096, 14336, 1024
+    linears = 32 * (2 * h * h + 2 * h * kv + 3 * h * inter)  # q, o; k, v; gate, up, down: by hand
+    dense = breakdown(model, "bf16-mixed", 8, "all-linear", True, None)
+    nf4 = breakdown(model, "bf16-mixed", 8, "all-linear", True, None, quant="nf4")
+    int8 = breakdown(model, "bf16-mixed", 8, "all-linear", True, None, quant="int8")
+    assert dense is not None and nf4 is not None and int8 is not None
+    assert dense.weights_bytes == 2 * model["parameters"] and dense.dense_weights_bytes is None
+    assert nf4.dense_weights_bytes == dense.weights_bytes
+    # half a byte a weight, an 8-bit absmax per 64 and an fp32 scale per 256 absmaxes; embeddings and head in bf16
+    assert nf4.weights_bytes == int((model["parameters"] - linears) * 2 + linears * (0.5 + (1 + 4 / 256) / 64))
+    assert int8.weights_bytes == int((model["parameters"] - linears) * 2 + linears)
+    assert 5.2 * 2**30 < nf4.weights_bytes < 5.4 * 2**30 < 14.9 * 2**30 < dense.weights_bytes
+    # what the adapters and activations need does not change with how the base is stored
+    assert nf4.adapters_optimizer_bytes == dense.adapters_optimizer_bytes
+    assert nf4.activations_bytes_per_token == dense.activations_bytes_per_token

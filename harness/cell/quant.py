@@ -62,12 +62,14 @@ def quantize_linear(linear: torch.nn.Linear, quant: str, compute: torch.dtype) -
     bias = linear.bias is not None
     weight = linear.weight.data
     layer: torch.nn.Module
+    # made on the meta device: the layer's own dense weight would be allocated and initialised only to be replaced
     if quant == "int8":
-        layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias, has_fp16_weights=False)
+        layer = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias=bias, has_fp16_weights=False,
+                                    device="meta")
         layer.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
     else:
         layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=bias, compute_dtype=compute,
-                                  quant_type=quant, compress_statistics=True)
+                                  quant_type=quant, compress_statistics=True, device="meta")
         layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type=quant, compress_statistics=True,
                                          module=layer)
     if bias:

@@ -17,7 +17,7 @@ from harness.sizing.request import SizeRequest
 
 JOB_FLAGS = ("model", "tokenizer", "dataset", "precision", "seq_len", "train_size", "eval_size", "eval_steps",
              "save_steps", "backend", "attn_implementation", "num_train_epochs", "gradient_checkpointing",
-             "trust_remote_code")
+             "quant", "lora_init", "trust_remote_code")
 
 
 def _margin(text: str) -> float:

@@ -98,8 +98,10 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
     loaded = load_base(cfg)
     model, tokenizer = loaded.model, loaded.tokenizer
     wall["load"] = time.perf_counter() - t
+    quant = loaded.info.get("quant")
+    held = f", decoder linears in {quant['format']} ({quant['library']} {quant['version']})" if quant else ""
     console.print(f"model: {loaded.info['architecture']} {loaded.info['parameters'] / 1e6:.1f}M params, "
-                  f"{loaded.info['dtype']} ({loaded.info['kind']}: {loaded.info['source']})")
+                  f"{loaded.info['dtype']}{held} ({loaded.info['kind']}: {loaded.info['source']})")
 
     base_gens: list[dict] = []
     if cfg.prompts:
@@ -131,7 +133,8 @@ def run_finetune(cfg: FinetuneConfig, out: str | Path | None = None) -> dict[str
     tuned_gens: list[dict] = []
     if cfg.prompts:
         t = time.perf_counter()
-        console.print("generating with the tuned model (adapter reloaded onto a fresh base, merged) ...")
+        dense = ", the dense base the adapter is for" if quant else ""
+        console.print(f"generating with the tuned model (adapter reloaded onto a fresh base{dense}, merged) ...")
         del trainer, peft_model, model
         tuned, tok = load_tuned(cfg, adapter_dir)
         tuned_gens = generate(tuned, tok, cfg.prompts, cfg.max_new_tokens)

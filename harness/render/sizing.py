@@ -55,8 +55,11 @@ def tables(f: Findings) -> dict[str, pd.DataFrame]:
     def part(name: str, analytic: float | None, measured: float | None, unit: float) -> tuple[str, Any, Any]:
         return name, None if analytic is None else analytic / unit, None if measured is None else measured / unit
 
+    quant = f.request.config.quant
     out["breakdown"] = pd.DataFrame([
-        part("weights, GiB", b.weights_bytes, None, GIB),
+        part("weights, GiB" if quant == "none" else f"weights ({quant} decoder linears), GiB", b.weights_bytes,
+             None, GIB),
+        *([part("the same weights dense, GiB", b.dense_weights_bytes, None, GIB)] if b.dense_weights_bytes else []),
         part("LoRA adapters, their gradients and AdamW state, GiB", b.adapters_optimizer_bytes, None, GIB),
         part("runtime (the measured fixed part less the two above), GiB", None, b.runtime_bytes, GIB),
         part("fixed part, GiB", b.weights_bytes + b.adapters_optimizer_bytes, b.measured_fixed_bytes, GIB),
@@ -167,6 +170,20 @@ def _hm(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def _dense_line(f: Findings) -> list[str]:
+    """For a quantized base: the weights it holds against the same weights dense, and whether the recommended
+    job's peak with the dense weights instead (analytic: the peak plus the weights' difference) fits the budget."""
+    b, rec, cfg = f.breakdown, f.recommendation, f.request.config
+    if b is None or b.dense_weights_bytes is None or rec is None or not rec.projected_peak_bytes:
+        return []
+    dense_peak = rec.projected_peak_bytes + b.dense_weights_bytes - b.weights_bytes
+    budget = f.request.memory_bytes
+    verdict = "within" if dense_peak <= budget else "beyond"
+    return [f"  weights: {b.weights_bytes / GIB:.2f} GiB with {cfg.quant}, {b.dense_weights_bytes / GIB:.2f} GiB "
+            f"dense ({cfg.precision}); with the dense base this job would peak near {dense_peak / GIB:.2f} GiB "
+            f"(the peak above plus the weights' difference, analytic), {verdict} the {budget / GIB:.2f} GiB budget"]
+
+
 def summary_lines(f: Findings) -> list[str]:
     """The answer in words: the boundary, the recommendation with its interval, the validation if run."""
     lines = []
@@ -193,6 +210,7 @@ def summary_lines(f: Findings) -> list[str]:
                      + (f" (up to {high / GIB:.2f} GiB if it keeps growing as the soak's later half did)"
                         if high and high > 1.01 * rec.projected_peak_bytes else "")
                      + f", from the {rec.peak_from or 'short runs (no soak: growth over the job not included)'}")
+    lines.extend(_dense_line(f))
     if rec.indistinguishable_from:
         lines.append(f"  cannot tell apart from: {', '.join(rec.indistinguishable_from)}")
     if rec.cost is not None:

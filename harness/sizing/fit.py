@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from harness.config.precision import BYTES, precision_rule
+from harness.config.quant import quant_rule
 from harness.measure.flops import lora_parameters
-from harness.measure.shapes import SHAPE_KEYS
+from harness.measure.shapes import SHAPE_KEYS, block_linears
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,29 @@ class Breakdown(BaseModel):
     adapters_optimizer_bytes: int
     activations_bytes_per_token: int
     logits_bytes_per_token: int
+    # a quantized base: what the same weights take dense, at the precision's width (for "fits with nf4, not dense")
+    dense_weights_bytes: int | None = None
     runtime_bytes: float | None = None
     measured_fixed_bytes: float | None = None
     measured_bytes_per_token: float | None = None
 
 
+def weights_bytes(model: dict[str, Any], precision: str, quant: str = "none") -> int:
+    """The frozen base's bytes: every parameter at the precision's stored width, except the decoder linears of a
+    quantized base, at its format's bytes per weight (harness.config.quant); embeddings, norms and the LM head
+    stay at the precision's width."""
+    width = precision_rule(precision).weight_bytes
+    rule = quant_rule(quant)
+    if rule is None:
+        return int(model["parameters"] * width)
+    linears = model["num_hidden_layers"] * sum(i * o for i, o in block_linears(model).values())
+    return int((model["parameters"] - linears) * width + linears * rule.weight_bytes)
+
+
 def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, checkpointing: bool | str,
-              fit: MemoryFit | None) -> Breakdown | None:
-    """Analytic bytes by part, beside the measured fit. Weights: every parameter at its stored width; adapters:
+              fit: MemoryFit | None, quant: str = "none") -> Breakdown | None:
+    """Analytic bytes by part, beside the measured fit. Weights: every parameter at its stored width (a quantized
+    base's decoder linears at its format's, `weights_bytes`); adapters:
     LoRA weights, gradients and AdamW's two moments in the adapters' dtype; activations per token: what the
     backward pass keeps, in the GEMMs' dtype (each block's input under checkpointing, plus one block recomputed;
     every block's intermediate tensors without; its GEMM and attention outputs under selective checkpointing), the
@@ -80,7 +96,7 @@ def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, 
                                                   "vocab_size"))
     rule = precision_rule(precision)
     act_bytes = rule.activation_bytes
-    weights = model["parameters"] * rule.weight_bytes
+    weights = weights_bytes(model, precision, quant)
     adapters = lora_parameters(model, lora_r, targets) * rule.adapter_bytes
     block = (10 * h + 3 * inter) * act_bytes  # norms, q/k/v/o, rotary, MLP gate/up/act/down, residuals
     if checkpointing == "selective":
@@ -89,7 +105,8 @@ def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, 
         blocks = (layers * h * act_bytes + block) if checkpointing else layers * block
     logits = vocab * (4 + 4 + (BYTES["bf16"] if rule.autocast else 0))
     analytic = Breakdown(weights_bytes=weights, adapters_optimizer_bytes=adapters,
-                         activations_bytes_per_token=blocks + logits, logits_bytes_per_token=logits)
+                         activations_bytes_per_token=blocks + logits, logits_bytes_per_token=logits,
+                         dense_weights_bytes=weights_bytes(model, precision) if quant != "none" else None)
     if fit is None:
         return analytic
     # the runtime: the measured fixed part less the analytic parts

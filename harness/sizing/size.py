@@ -162,7 +162,7 @@ class Sizing:
         model = next((r.result.model for k in self.runner.keys if (r := self.store.get(k)) and r.result), {})
         cfg = self.req.cfg
         return breakdown(model, cfg.precision, cfg.lora_r, cfg.lora_target_modules, cfg.gradient_checkpointing,
-                         fit) if model else None
+                         fit, cfg.quant) if model else None
 
 
 def size(req: SizeRequest, out: Path) -> Findings:
