@@ -30,7 +30,8 @@ TOP_COLUMNS = {"variant": "variant", "batch_size": "batch_size", "tokens_per_s":
                "speedup_interval": "x 95% interval", "speedup_verdict": "verdict vs baseline",
                "speedup_test": "test", "sequences_per_s": "seq/s", "mfu": "MFU", "hfu": "HFU",
                "peak_rss_gib": "peak RSS GiB", "eval_loss": "eval loss", "eval_vs_base": "eval loss vs baseline",
-               "gemm_kernel": "oneDNN GEMM kernel", "base_weights": "quantized base", "compile_s": "compile s", "recompiles": "recompiles",
+               "gemm_kernel": "oneDNN GEMM kernel", "base_weights": "quantized base", "compile_s": "compile s",
+               "recompiles": "recompiles",
                "reached_target": "target reached"}
 
 
