@@ -500,3 +500,20 @@ def test_a_quantized_base_is_sized_at_its_formats_bytes_for_the_decoder_linears_
     # what the adapters and activations need does not change with how the base is stored
     assert nf4.adapters_optimizer_bytes == dense.adapters_optimizer_bytes
     assert nf4.activations_bytes_per_token == dense.activations_bytes_per_token
+
+
+def test_the_answer_for_a_quantized_base_says_whether_the_dense_base_would_fit(tmp_path):
+    from harness.render.sizing import summary_lines
+    from harness.sizing.findings_model import load_findings
+
+    shutil.copy(DATA / "sizing-8a30fe4.json", tmp_path / "sizing.json")
+    f = load_findings(tmp_path)
+    assert f.breakdown is not None and f.recommendation is not None
+    assert not any(line.lstrip().startswith("weights:") for line in summary_lines(f))  # a dense job: no such line
+    peak, budget = f.recommendation.projected_peak_bytes or 0, f.request.memory_bytes
+    for extra, verdict in ((budget - peak - 1, "within"), (budget - peak + 1, "beyond")):
+        quantized = f.model_copy(update={
+            "request": f.request.model_copy(update={"config": f.request.config.replace(quant="nf4")}),
+            "breakdown": f.breakdown.model_copy(update={"dense_weights_bytes": f.breakdown.weights_bytes + extra})})
+        line = next(line for line in summary_lines(quantized) if line.lstrip().startswith("weights:"))
+        assert "with nf4" in line and f"{verdict} the {budget / 2**30:.2f} GiB budget" in line
