@@ -14,7 +14,7 @@ that layer, silently (reproduced: docs/research/qlora-cpu.md).
 
 from __future__ import annotations
 
-import warnings
+import types
 from typing import Any
 
 import torch
@@ -38,8 +38,6 @@ def bitsandbytes() -> Any:
                           "environment pins it (envs/current.txt)") from None
     finally:
         quiet.setLevel(level)
-    # LLM.int8's inference path (eval mode) casts bf16 inputs to fp16 and says so for every layer and call
-    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     return bnb
 
 
@@ -88,14 +86,51 @@ def quantize_linears(module: torch.nn.Module, quant: str, compute: torch.dtype) 
     return count
 
 
+def _dequantized(cb: torch.Tensor, scb: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """LLM.int8's weight in `dtype`: the int8 rows times their absmax over 127 (bitsandbytes' own formula)."""
+    return cb.to(dtype).mul_(scb.unsqueeze(1).mul(1.0 / 127.0))
+
+
+class _FrozenInt8Matmul(torch.autograd.Function):
+    """x @ W.T for a frozen LLM.int8 weight, with the input's gradient only: what bitsandbytes' `MatMul8bitFp`
+    computes on the CPU, without its hold on the input. `MatMul8bitFp` keeps the input on `ctx.A`, outside
+    autograd's saved tensors, where gradient checkpointing cannot drop it (and a frozen weight needs no input in
+    the backward): every int8 layer's input stayed alive through the forward, about as many bytes as int8 saves
+    on the 1B shape's weights at batch 4 x 512. This saves only the int8 weight and its row scales."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cb: torch.Tensor, scb: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(cb, scb)
+        return torch.nn.functional.linear(x, _dequantized(cb, scb, x.dtype), bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        cb, scb = ctx.saved_tensors
+        return grad @ _dequantized(cb, scb, grad.dtype), None, None, None
+
+
+def _frozen_int8_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """An int8 layer's forward in training and evaluation alike: the dequantized weight's GEMM (`_FrozenInt8Matmul`),
+    not bitsandbytes' int8 inference path, so an evaluation computes what training computes."""
+    if self.weight.CB is not None:
+        self.init_8bit_state()  # bitsandbytes moves the int8 rows and scales to the layer's state at first use
+    bias = None if self.bias is None else self.bias.to(x.dtype)
+    return _FrozenInt8Matmul.apply(x, self.state.CB, self.state.SCB, bias)
+
+
 def keep_training_layout(model: torch.nn.Module) -> int:
-    """Keep every 4-bit layer in its training layout: an evaluation must not repack a weight into the layout that
-    has no backward (see the module's docstring). Returns how many layers it set."""
+    """Keep every quantized layer fit for training: a 4-bit layer in its training layout (an evaluation must not
+    repack its weight into the layout that has no backward, see the module's docstring), an int8 layer on
+    `_FrozenInt8Matmul`. Returns how many layers it set."""
     bnb = bitsandbytes()
     count = 0
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
+            count += 1
+        elif isinstance(module, bnb.nn.Linear8bitLt):
+            module.forward = types.MethodType(_frozen_int8_forward, module)
             count += 1
     return count
 
