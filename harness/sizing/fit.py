@@ -106,7 +106,7 @@ def breakdown(model: dict[str, Any], precision: str, lora_r: int, targets: Any, 
     logits = vocab * (4 + 4 + (BYTES["bf16"] if rule.autocast else 0))
     analytic = Breakdown(weights_bytes=weights, adapters_optimizer_bytes=adapters,
                          activations_bytes_per_token=blocks + logits, logits_bytes_per_token=logits,
-                         dense_weights_bytes=weights_bytes(model, precision) if quant != "none" else None)
+                         **({"dense_weights_bytes": weights_bytes(model, precision)} if quant != "none" else {}))
     if fit is None:
         return analytic
     # the runtime: the measured fixed part less the analytic parts
