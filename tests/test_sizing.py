@@ -217,9 +217,10 @@ def test_a_sizing_json_from_before_the_models_reads_renders_and_writes_back_as_i
     assert f.recommendation is not None and f.recommendation.layout.numa is False  # from the label
     report = render_sizing(f, tmp_path / "report")
     assert (report / "report.md").read_text() == (DATA / f"{name}-report.md").read_text()  # as the old code drew it
-    # written back: the same keys and values, and `numa` beside each label
+    # written back: the same keys and values, `numa` beside each label, and the config's `quant` at its default
     for row in [*raw["placements"], raw["recommendation"]]:
         row["numa"] = False
+    raw["request"]["config"]["quant"] = "none"
     assert json.loads((report / "sizing.json").read_text()) == raw
     f.write(tmp_path / "sizing.json")
     assert load_findings(tmp_path) == f
