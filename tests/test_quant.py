@@ -201,3 +201,20 @@ def test_under_checkpointing_an_int8_layer_keeps_no_input_alive():
     keep_training_layout(ours)
     assert alive_after_forward(theirs)
     assert not alive_after_forward(ours)
+
+
+def test_a_local_checkpoint_is_quantized_as_transformers_loads_it(rows_file, tokenizer_dir, tmp_path):
+    dense_cfg = tiny_config(rows_file, tokenizer_dir, quant="none")
+    dense = load_base(dense_cfg)
+    dense.model.save_pretrained(tmp_path / "model")
+    dense.tokenizer.save_pretrained(tmp_path / "model")
+    cfg = tiny_config(rows_file, tokenizer_dir, model=str(tmp_path / "model"), tokenizer=None, lora_init="gaussian")
+    loaded = load_base(cfg)
+    assert loaded.info["kind"] == "local" and loaded.info["quant"]["layers"] == 2 * 7
+    assert all(isinstance(layer, bnb.nn.Linear4bit) for layer in quantized_layers(loaded.model))
+    assert loaded.info["parameters"] == dense.info["parameters"]
+    assert all(not layer.support_avx512bf16_for_cpu for layer in quantized_layers(loaded.model))  # the guard too
+    ids = torch.randint(0, 200, (2, 24), generator=torch.Generator().manual_seed(0))
+    peft_model = get_peft_model(loaded.model, lora_config(cfg))
+    grads = _gradients(peft_model, ids, True)
+    assert grads and all(g.abs().sum() > 0 for n, g in grads.items() if ".lora_B." in n)
