@@ -107,13 +107,13 @@ def test_fields_added_later_leave_the_keys_of_earlier_result_sets_alone():
     import json
 
     cell = parse_matrix(doc()).cells[0]
-    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet` and `lm_head` joined
+    # the layout before `preset`, `instrument`, `memory_limit`, `stack`, `replica`, `duet`, `lm_head` and `quant` joined
     # (each left out at its default), and `evaluate` and `own_eval_tokens` (in no key)
     old_dump = cell.model_dump(mode="json", exclude={"timeout_s": True, "preset": True, "evaluate": True,
                                                      "own_eval_tokens": True,
                                                      "launch": {"instrument": True, "memory_limit": True,
                                                                 "stack": True, "replica": True, "duet": True},
-                                                     "config": {"lm_head": True}})
+                                                     "config": {"lm_head": True, "quant": True}})
     old_key = hashlib.sha256(json.dumps({"spec": old_dump, "env": "e"}, sort_keys=True).encode()).hexdigest()[:16]
     assert store_key(cell, "e") == old_key
     given = cell.model_copy(update={"own_eval_tokens": "/results/x/own-eval-tokens/k.json"})  # set by the launcher
