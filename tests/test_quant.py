@@ -11,20 +11,17 @@ from peft import get_peft_model
 from harness.base.errors import XeonftError
 from harness.cell.quant import bitsandbytes, keep_training_layout, quantized_layers
 from harness.cell.recipe import load_base, lora_config
-from harness.config import load_config
 from harness.config.quant import quant_rule
 from harness.finetune import load_tuned, run_finetune, save_adapter
+from tests.test_finetune import tiny_config as finetune_config
 
 bnb = bitsandbytes()
 
 
 def tiny_config(rows_file, tokenizer_dir, **changes):
-    values = dict(model="synthetic:tiny", tokenizer=str(tokenizer_dir), dataset=str(rows_file), eval_size=4,
-                  batch_size=2, seq_len=64, max_steps=12, num_train_epochs=4, warmup_steps=0, eval_steps=4,
-                  learning_rate=3e-3, lora_r=8, precision="bf16-mixed", quant="nf4", max_new_tokens=4, threads=1,
-                  lora_init="default")
-    values.update(changes)
-    return load_config(**values)
+    """test_finetune's tiny run, with an nf4 base under bf16-mixed and peft's plain init (no OLoRA QR)."""
+    return finetune_config(rows_file, tokenizer_dir, **{"precision": "bf16-mixed", "quant": "nf4",
+                                                        "max_new_tokens": 4, "lora_init": "default", **changes})
 
 
 @pytest.fixture(scope="module")

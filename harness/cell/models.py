@@ -293,9 +293,9 @@ def resolve_model(
         tok = _load_tokenizer(tokenizer or source, trust_remote_code)
         quantization = None
         if quant != "none":
-            from harness.cell.quant import load_config
+            from harness.cell.quant import quantization_config
 
-            quantization = {"quantization_config": load_config(quant, compute), "device_map": "cpu"}
+            quantization = {"quantization_config": quantization_config(quant, compute), "device_map": "cpu"}
         model = _from_pretrained(source, dtype, trust_remote_code, quantization)
         if name == "default":
             kind = "default"

@@ -2,7 +2,7 @@
 
 bitsandbytes trains on the CPU by dequantizing each frozen weight to the compute dtype for every GEMM, forward and
 backward (`MatMul4Bit`, `MatMul8bitFp`): what it saves is memory, what it costs is the dequantization. A checkpoint
-is quantized as transformers loads it (`load_config`, layer by layer); a synthetic shape is built a decoder layer
+is quantized as transformers loads it (`quantization_config`, layer by layer); a synthetic shape is built a decoder layer
 at a time and quantized as it goes (`quantize_linears`, from `harness.cell.models.synthetic_model`), so neither
 holds the whole dense base at once.
 
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from harness.base.errors import Unavailable
-from harness.config.quant import RULES, quant_rule
+from harness.config.quant import RULES
 
 
 def bitsandbytes() -> Any:
@@ -41,7 +41,7 @@ def bitsandbytes() -> Any:
     return bnb
 
 
-def load_config(quant: str, compute: torch.dtype) -> Any:
+def quantization_config(quant: str, compute: torch.dtype) -> Any:
     """transformers' quantization config for `from_pretrained`: the decoder linears only (transformers leaves the
     LM head and the embeddings as they are), 4-bit with double quantization and the compute dtype set (its default
     is fp32: slow and silent)."""
@@ -159,7 +159,7 @@ def describe(model: torch.nn.Module, quant: str) -> dict[str, Any]:
     """What the fingerprint records of a quantized base: library, version, format, layers, and bytes held."""
     from importlib.metadata import version
 
-    rule = quant_rule(quant) or RULES["nf4"]
+    rule = RULES[quant]
     layers = quantized_layers(model)
     weights = sum(layer.in_features * layer.out_features for layer in layers)
     held = sum(stored_bytes(layer) for layer in layers)
