@@ -2,8 +2,8 @@
 
 bitsandbytes trains on the CPU by dequantizing each frozen weight to the compute dtype for every GEMM, forward and
 backward (`MatMul4Bit`, `MatMul8bitFp`): what it saves is memory, what it costs is the dequantization. A checkpoint
-is quantized as transformers loads it (`quantization_config`, layer by layer); a synthetic shape is built a decoder layer
-at a time and quantized as it goes (`quantize_linears`, from `harness.cell.models.synthetic_model`), so neither
+is quantized as transformers loads it (`quantization_config`, layer by layer); a synthetic shape is built a decoder
+layer at a time and quantized as it goes (`quantize_linears`, from `harness.cell.models.synthetic_model`), so neither
 holds the whole dense base at once.
 
 One trap is closed here for every quantized model (`keep_training_layout`): on a CPU with AVX-512 BF16, a 4-bit
